@@ -1,0 +1,34 @@
+//! The shared state of a running daemon: live configuration, keys, password verifier, session
+//! table, upstream client, counters and the shutdown signal.
+use crate::auth::password::Passwords;
+use crate::auth::session::{Keys, SessionTable};
+use crate::config::store::ConfigStore;
+use crate::proxy::upstream::UpstreamClient;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
+use tokio::sync::watch;
+
+#[derive(Default)]
+pub struct Counters {
+    pub websockets: AtomicUsize,
+}
+
+pub struct App {
+    pub config: Arc<ConfigStore>,
+    pub keys: Keys,
+    pub passwords: Passwords,
+    pub sessions: SessionTable,
+    pub upstream: UpstreamClient,
+    pub counters: Counters,
+    /// Becomes `true` when the daemon starts draining.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// How long a login waits for a free password-hashing slot before it is answered 429.
+pub const HASH_QUEUE_WAIT: Duration = Duration::from_secs(2);
+
+/// Resolves once the daemon starts draining (or the signal is gone).
+pub async fn shutting_down(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await.map(|_| ());
+}

@@ -1,0 +1,73 @@
+//! The body type used on both sides of the proxy (streamed upstream bodies and small local
+//! answers), and helpers for comfy-warden's own short JSON, HTML and text answers.
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type Body = BoxBody<Bytes, BoxError>;
+
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+}
+
+pub fn empty() -> Body {
+    full(Bytes::new())
+}
+
+/// Wraps a streaming hyper body.
+pub fn stream(incoming: hyper::body::Incoming) -> Body {
+    incoming.map_err(|e| Box::new(e) as BoxError).boxed()
+}
+
+fn with_type(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(full(body));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    r
+}
+
+pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    with_type(status, "application/json", serde_json::to_vec(value).unwrap_or_default())
+}
+
+/// `{"error": message}` with the given status.
+pub fn error_json(status: StatusCode, message: &str) -> Response<Body> {
+    json(status, &serde_json::json!({ "error": message }))
+}
+
+pub fn html(status: StatusCode, page: impl Into<Bytes>) -> Response<Body> {
+    with_type(status, "text/html; charset=utf-8", page)
+}
+
+pub fn text(status: StatusCode, message: &'static str) -> Response<Body> {
+    with_type(status, "text/plain; charset=utf-8", message)
+}
+
+pub fn redirect(status: StatusCode, location: &str) -> Response<Body> {
+    let mut r = text(status, "");
+    if let Ok(v) = HeaderValue::from_str(location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+/// True when the client asked for a page rather than data (a browser navigation).
+pub fn wants_html(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.split(',').any(|t| t.trim().starts_with("text/html")))
+}
+
+/// An error answer shaped for the client: a short page for browsers, JSON otherwise.
+pub fn error_for(headers: &http::HeaderMap, status: StatusCode, title: &str, message: &str) -> Response<Body> {
+    if wants_html(headers) {
+        html(status, crate::server::pages::message_page(title, message))
+    } else {
+        error_json(status, message)
+    }
+}

@@ -1,0 +1,346 @@
+//! Configuration: the TOML files of one directory, validated into an immutable [`Snapshot`].
+//!
+//! `warden.toml` holds the daemon settings and names the data files (users, roles, IP rules).
+//! Relative paths are resolved against the configuration directory. Every decision of the
+//! daemon reads one `Arc<Snapshot>`; `watch` swaps it atomically when the files change.
+pub mod duration;
+pub mod error;
+pub mod raw;
+pub mod store;
+pub mod watch;
+
+use crate::auth::roles::{PermSet, Permission, Roles};
+pub use error::ConfigError;
+use ipnet::IpNet;
+use raw::LogFormat;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const MAIN_FILE: &str = "warden.toml";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    Tcp(SocketAddr),
+    /// Sockets passed by systemd socket activation (LISTEN_FDS).
+    Systemd,
+}
+
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub listen: Vec<Listen>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub header_read_timeout: Duration,
+    pub shutdown_grace: Duration,
+    pub max_own_body: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// `http://host:port`, no path.
+    pub base: http::Uri,
+    pub authority: http::uri::Authority,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Auth {
+    pub secret_file: Option<PathBuf>,
+    pub session_ttl: Duration,
+    pub max_token_ttl: Duration,
+    pub basic: bool,
+    pub hash_concurrency: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Files {
+    pub users: PathBuf,
+    pub roles: Option<PathBuf>,
+    pub ip_rules: Option<PathBuf>,
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct Log {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Debug)]
+pub struct User {
+    pub name: Arc<str>,
+    pub password_hash: Option<String>,
+    pub roles: Vec<String>,
+    pub permissions: PermSet,
+    pub disabled: bool,
+    pub token_version: u64,
+    /// Directory name of the user's files inside ComfyUI's input/output/temp folders.
+    pub namespace: String,
+}
+
+impl User {
+    pub fn can(&self, p: Permission) -> bool {
+        self.permissions.has(p)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct IpRules {
+    pub allow: Vec<IpNet>,
+    pub deny: Vec<IpNet>,
+}
+
+/// One consistent view of the whole configuration.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub dir: PathBuf,
+    pub server: Server,
+    pub upstream: Upstream,
+    pub auth: Auth,
+    pub files: Files,
+    pub log: Log,
+    pub users: HashMap<Arc<str>, Arc<User>>,
+    pub roles: Roles,
+    pub ip_rules: IpRules,
+}
+
+impl Snapshot {
+    pub fn user(&self, name: &str) -> Option<&Arc<User>> {
+        self.users.get(name)
+    }
+
+    /// Every file the snapshot was built from (the watcher reloads when one changes).
+    pub fn source_files(&self) -> Vec<PathBuf> {
+        let mut v = vec![self.dir.join(MAIN_FILE), self.files.users.clone()];
+        v.extend(self.files.roles.clone());
+        v.extend(self.files.ip_rules.clone());
+        v
+    }
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })
+}
+
+fn parse<T: serde::de::DeserializeOwned>(path: &Path) -> Result<(T, String), ConfigError> {
+    let text = read(path)?;
+    let value = toml::from_str(&text).map_err(|e| ConfigError::from_toml(path, &text, &e))?;
+    Ok((value, text))
+}
+
+fn resolve(dir: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() { p.to_path_buf() } else { dir.join(p) }
+}
+
+/// Parses an address or network: `10.0.0.0/8`, `192.0.2.7`, `2001:db8::/32`.
+pub fn parse_net(s: &str) -> Result<IpNet, String> {
+    let s = s.trim();
+    if let Ok(net) = s.parse::<IpNet>() {
+        return Ok(net.trunc());
+    }
+    s.parse::<IpAddr>()
+        .map(IpNet::from)
+        .map_err(|_| format!("{s:?} is not an IP address or CIDR network (like 10.0.0.0/8 or 2001:db8::/32)"))
+}
+
+/// Loads and validates the configuration directory `dir`.
+pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
+    let dir = std::fs::canonicalize(dir).map_err(|source| ConfigError::Io { path: dir.to_path_buf(), source })?;
+    let main_path = dir.join(MAIN_FILE);
+    let (w, wtext): (raw::WardenFile, String) = parse(&main_path)?;
+
+    let mut listen = Vec::new();
+    if w.server.listen.is_empty() {
+        return Err(ConfigError::at(&main_path, None, Some("server.listen".into()), "at least one address is needed"));
+    }
+    for l in &w.server.listen {
+        let v = l.get_ref().trim();
+        let parsed = if v == "systemd" {
+            Listen::Systemd
+        } else {
+            let addr: SocketAddr = v.parse().map_err(|_| {
+                ConfigError::at_offset(&main_path, &wtext, l.span().start, format!("{v:?} is not an address like 0.0.0.0:8443 or [::]:8443, nor \"systemd\""))
+            })?;
+            if !addr.ip().is_loopback() && !w.server.allow_plain_http {
+                return Err(ConfigError::at_offset(
+                    &main_path,
+                    &wtext,
+                    l.span().start,
+                    format!("{addr} is not a loopback address: plain HTTP would expose passwords and sessions; put TLS in front and set server.allow_plain_http = true"),
+                ));
+            }
+            Listen::Tcp(addr)
+        };
+        listen.push(parsed);
+    }
+    let trusted_proxies = w
+        .server
+        .trusted_proxies
+        .iter()
+        .map(|s| parse_net(s.get_ref()).map_err(|m| ConfigError::at_offset(&main_path, &wtext, s.span().start, m)))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let upstream = {
+        let u = &w.upstream.url;
+        let bad = |m: &str| ConfigError::at_offset(&main_path, &wtext, u.span().start, m.to_string());
+        let uri: http::Uri = u.get_ref().parse().map_err(|_| bad("not a URL like http://127.0.0.1:8188"))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(bad("ComfyUI is reached over plain http on a private address: use http://HOST:PORT"));
+        }
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            return Err(bad("give only scheme, host and port (no path)"));
+        }
+        let authority = uri.authority().cloned().ok_or_else(|| bad("the URL needs a host"))?;
+        let base = http::Uri::builder()
+            .scheme("http")
+            .authority(authority.clone())
+            .path_and_query("/")
+            .build()
+            .map_err(|_| bad("not a usable URL"))?;
+        Upstream {
+            base,
+            authority,
+            connect_timeout: w.upstream.connect_timeout.0,
+            response_timeout: w.upstream.response_timeout.0,
+        }
+    };
+
+    let auth = Auth {
+        secret_file: w.auth.secret_file.as_deref().map(|p| resolve(&dir, p)),
+        session_ttl: w.auth.session_ttl.0,
+        max_token_ttl: w.auth.max_token_ttl.0,
+        basic: w.auth.basic,
+        hash_concurrency: w
+            .auth
+            .hash_concurrency
+            .unwrap_or_else(|| 2 * std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
+            .max(1),
+    };
+    if auth.session_ttl > auth.max_token_ttl {
+        return Err(ConfigError::at(&main_path, None, Some("auth.session_ttl".into()), "must not be longer than auth.max_token_ttl"));
+    }
+    let files = Files {
+        users: resolve(&dir, &w.files.users),
+        roles: w.files.roles.as_deref().map(|p| resolve(&dir, p)),
+        ip_rules: w.files.ip_rules.as_deref().map(|p| resolve(&dir, p)),
+        state_dir: resolve(&dir, &w.files.state_dir),
+    };
+    if tracing_subscriber::EnvFilter::try_new(&w.log.level).is_err() {
+        return Err(ConfigError::at(&main_path, None, Some("log.level".into()), "not a level like info, debug or comfy_warden=debug"));
+    }
+
+    let roles = load_roles(files.roles.as_deref())?;
+    let users = load_users(&files.users, &roles)?;
+    let ip_rules = load_ip_rules(files.ip_rules.as_deref())?;
+
+    Ok(Snapshot {
+        dir,
+        server: raw_server(w.server, listen, trusted_proxies),
+        upstream,
+        auth,
+        files,
+        log: Log { format: w.log.format, level: w.log.level },
+        users,
+        roles,
+        ip_rules,
+    })
+}
+
+fn raw_server(s: raw::RawServer, listen: Vec<Listen>, trusted_proxies: Vec<IpNet>) -> Server {
+    Server {
+        listen,
+        trusted_proxies,
+        header_read_timeout: s.header_read_timeout.0,
+        shutdown_grace: s.shutdown_grace.0,
+        max_own_body: s.max_own_body,
+    }
+}
+
+fn load_roles(path: Option<&Path>) -> Result<Roles, ConfigError> {
+    let mut roles = Roles::default();
+    let Some(path) = path else { return Ok(roles) };
+    let (f, text): (raw::RolesFile, String) = parse(path)?;
+    for (name, role) in f.roles {
+        if !valid_name(name.get_ref()) {
+            return Err(ConfigError::at_offset(path, &text, name.span().start, "role names use letters, digits, '_' and '-'"));
+        }
+        let mut set = PermSet::EMPTY;
+        for p in &role.permissions {
+            let perm = Permission::parse(p.get_ref()).ok_or_else(|| {
+                let known: Vec<_> = Permission::ALL.iter().map(|p| p.name()).collect();
+                ConfigError::at_offset(path, &text, p.span().start, format!("unknown permission {:?}; known: {}", p.get_ref(), known.join(", ")))
+            })?;
+            set = set.with(perm);
+        }
+        roles.insert(name.into_inner(), set);
+    }
+    Ok(roles)
+}
+
+/// User and role names: 1–64 of `A-Z a-z 0-9 . _ @ -`, not starting with `.` or `-`.
+pub fn valid_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 64
+        && !n.starts_with(['.', '-'])
+        && n.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'@' | b'-'))
+}
+
+fn load_users(path: &Path, roles: &Roles) -> Result<HashMap<Arc<str>, Arc<User>>, ConfigError> {
+    let (f, text): (raw::UsersFile, String) = parse(path)?;
+    let mut users = HashMap::with_capacity(f.users.len());
+    let mut namespaces: HashMap<String, String> = HashMap::with_capacity(f.users.len());
+    for (name, u) in f.users {
+        let at = |off: usize, m: String| ConfigError::at_offset(path, &text, off, m);
+        if !valid_name(name.get_ref()) {
+            return Err(at(name.span().start, format!("{:?} is not a valid user name: use 1-64 of A-Z a-z 0-9 . _ @ -", name.get_ref())));
+        }
+        let mut perms = PermSet::EMPTY;
+        for r in &u.roles {
+            let set = roles.get(r.get_ref()).ok_or_else(|| {
+                at(r.span().start, format!("unknown role {:?}; known: {}", r.get_ref(), roles.names().collect::<Vec<_>>().join(", ")))
+            })?;
+            perms = perms.union(set);
+        }
+        let namespace = match &u.namespace {
+            Some(ns) => {
+                let v = ns.get_ref();
+                if !crate::tenancy::namespace::valid_override(v) {
+                    return Err(at(ns.span().start, format!("namespace {v:?} must be u_ followed by 1-60 of a-z 0-9 _ -")));
+                }
+                v.clone()
+            }
+            None => crate::tenancy::namespace::derive(name.get_ref()),
+        };
+        if let Some(other) = namespaces.insert(namespace.clone(), name.get_ref().clone()) {
+            return Err(at(name.span().start, format!("namespace {namespace:?} is already used by user {other:?}")));
+        }
+        let name: Arc<str> = Arc::from(name.into_inner());
+        users.insert(
+            name.clone(),
+            Arc::new(User {
+                name,
+                password_hash: u.password_hash.map(|h| h.0),
+                roles: u.roles.into_iter().map(|r| r.into_inner()).collect(),
+                permissions: perms,
+                disabled: u.disabled,
+                token_version: u.token_version,
+                namespace,
+            }),
+        );
+    }
+    Ok(users)
+}
+
+fn load_ip_rules(path: Option<&Path>) -> Result<IpRules, ConfigError> {
+    let Some(path) = path else { return Ok(IpRules::default()) };
+    let (f, text): (raw::IpRulesFile, String) = parse(path)?;
+    let nets = |v: &[toml::Spanned<String>]| {
+        v.iter()
+            .map(|s| parse_net(s.get_ref()).map_err(|m| ConfigError::at_offset(path, &text, s.span().start, m)))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    Ok(IpRules { allow: nets(&f.allow)?, deny: nets(&f.deny)? })
+}

@@ -1,0 +1,234 @@
+//! Raw TOML shapes, exactly as written by operators. Every struct refuses unknown keys; values
+//! that can be checked alone (durations, PHC strings, addresses) are checked while parsing so the
+//! error carries the line. `mod.rs` turns these into the validated `Snapshot`.
+use super::duration::Dur;
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use toml::Spanned;
+
+// ---------------------------------------------------------------- warden.toml
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WardenFile {
+    pub server: RawServer,
+    pub upstream: RawUpstream,
+    #[serde(default)]
+    pub auth: RawAuth,
+    #[serde(default)]
+    pub files: RawFiles,
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<Spanned<String>>,
+    /// Serve plain HTTP on a non-loopback address (only behind something that adds TLS).
+    #[serde(default)]
+    pub allow_plain_http: bool,
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout: Dur,
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace: Dur,
+    /// The largest body accepted by comfy-warden's own endpoints (login, tokens, admin).
+    #[serde(default = "default_max_own_body")]
+    pub max_own_body: u64,
+}
+
+fn default_header_read_timeout() -> Dur {
+    Dur::secs(10)
+}
+fn default_shutdown_grace() -> Dur {
+    Dur::secs(20)
+}
+fn default_max_own_body() -> u64 {
+    64 * 1024
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub url: Spanned<String>,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Dur,
+    /// Time allowed until ComfyUI has sent the response headers.
+    #[serde(default = "default_response_timeout")]
+    pub response_timeout: Dur,
+}
+
+fn default_connect_timeout() -> Dur {
+    Dur::secs(5)
+}
+fn default_response_timeout() -> Dur {
+    Dur::secs(300)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    /// HMAC key file; when absent, one is generated into the state directory.
+    pub secret_file: Option<PathBuf>,
+    #[serde(default = "default_session_ttl")]
+    pub session_ttl: Dur,
+    #[serde(default = "default_max_token_ttl")]
+    pub max_token_ttl: Dur,
+    /// Accept HTTP Basic credentials (for scripts).
+    #[serde(default = "default_true")]
+    pub basic: bool,
+    /// How many password verifications may run at once (default: 2 × CPU cores).
+    pub hash_concurrency: Option<usize>,
+}
+
+impl Default for RawAuth {
+    fn default() -> Self {
+        RawAuth {
+            secret_file: None,
+            session_ttl: default_session_ttl(),
+            max_token_ttl: default_max_token_ttl(),
+            basic: true,
+            hash_concurrency: None,
+        }
+    }
+}
+
+fn default_session_ttl() -> Dur {
+    Dur::secs(12 * 3600)
+}
+fn default_max_token_ttl() -> Dur {
+    Dur::secs(365 * 86400)
+}
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFiles {
+    #[serde(default = "default_users_file")]
+    pub users: PathBuf,
+    pub roles: Option<PathBuf>,
+    pub ip_rules: Option<PathBuf>,
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+}
+
+impl Default for RawFiles {
+    fn default() -> Self {
+        RawFiles { users: default_users_file(), roles: None, ip_rules: None, state_dir: default_state_dir() }
+    }
+}
+
+fn default_users_file() -> PathBuf {
+    PathBuf::from("users.toml")
+}
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/comfy-warden")
+}
+
+#[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    #[serde(default)]
+    pub format: LogFormat,
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        RawLog { format: LogFormat::Text, level: default_log_level() }
+    }
+}
+
+fn default_log_level() -> String {
+    "info".into()
+}
+
+// ---------------------------------------------------------------- users.toml
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsersFile {
+    #[serde(default)]
+    pub users: BTreeMap<Spanned<String>, RawUser>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUser {
+    pub password_hash: Option<PhcHash>,
+    #[serde(default)]
+    pub roles: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub disabled: bool,
+    #[serde(default = "default_token_version")]
+    pub token_version: u64,
+    /// Overrides the derived namespace directory name.
+    pub namespace: Option<Spanned<String>>,
+}
+
+fn default_token_version() -> u64 {
+    1
+}
+
+/// An argon2id PHC string. Anything else (plaintext above all) is refused while parsing, and the
+/// refused value is never repeated in the message.
+#[derive(Debug, Clone)]
+pub struct PhcHash(pub String);
+
+impl<'de> Deserialize<'de> for PhcHash {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        check_phc(&s).map(|()| PhcHash(s)).map_err(serde::de::Error::custom)
+    }
+}
+
+pub fn check_phc(s: &str) -> Result<(), String> {
+    const HELP: &str = "password_hash must be an argon2id PHC string ($argon2id$v=19$m=…,t=…,p=…$salt$hash); \
+         plaintext passwords are refused. Make one with `comfy-warden hash-password`";
+    let parsed = argon2::password_hash::PasswordHash::new(s).map_err(|_| HELP.to_string())?;
+    if parsed.algorithm.as_str() != "argon2id" || parsed.hash.is_none() || parsed.salt.is_none() {
+        return Err(HELP.into());
+    }
+    argon2::Params::try_from(&parsed).map_err(|e| format!("password_hash has unusable argon2 parameters: {e}"))?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- roles.toml
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolesFile {
+    #[serde(default)]
+    pub roles: BTreeMap<Spanned<String>, RawRole>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRole {
+    pub permissions: Vec<Spanned<String>>,
+}
+
+// ---------------------------------------------------------------- ip-rules.toml
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpRulesFile {
+    #[serde(default)]
+    pub allow: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub deny: Vec<Spanned<String>>,
+}

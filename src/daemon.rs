@@ -1,0 +1,224 @@
+//! Process life cycle: logging set-up, the tokio runtime, start-up order (config → secret →
+//! listeners → watcher → READY), signals (SIGHUP reloads, SIGTERM/SIGINT drain and stop), and
+//! the offline commands `check` and `hash-password`.
+use crate::app::{App, Counters, HASH_QUEUE_WAIT};
+use crate::auth::{keys, password::Passwords, session::Keys, session::SessionTable};
+use crate::config::{self, Listen, Snapshot, raw::LogFormat, store::ConfigStore};
+use crate::ops::systemd;
+use crate::proxy::upstream::UpstreamClient;
+use crate::server::listen;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+
+fn init_logging(log: &config::Log) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&log.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match log.format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.with_ansi(false).try_init(),
+    };
+}
+
+/// `comfy-warden serve`.
+pub fn run(dir: &Path) -> ExitCode {
+    let snap = match config::load(dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("comfy-warden: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&snap.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("comfy-warden: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(serve(snap))
+}
+
+fn status_line(app: &App) -> String {
+    let snap = app.config.get();
+    let st = app.config.status();
+    let reload = if st.ok { "ok".to_string() } else { format!("failed ({})", st.error.unwrap_or_default()) };
+    format!("{} users, {} sessions, last reload {reload}", snap.users.len(), app.sessions.active().len())
+}
+
+async fn serve(snap: Snapshot) -> ExitCode {
+    let secret = match keys::load_or_create(snap.auth.secret_file.as_deref(), &snap.files.state_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listeners = match listen::bind(&snap).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if snap.users.is_empty() {
+        tracing::warn!(file = %snap.files.users.display(), "no users are configured: nobody can sign in");
+    }
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let upstream = UpstreamClient::new(snap.upstream.connect_timeout);
+    let passwords = Passwords::new(snap.auth.hash_concurrency, HASH_QUEUE_WAIT);
+    let store = Arc::new(ConfigStore::new(snap));
+    let app = Arc::new(App {
+        config: store.clone(),
+        keys: Keys::new(&secret),
+        passwords,
+        sessions: SessionTable::default(),
+        upstream,
+        counters: Counters::default(),
+        shutdown: shutdown_rx,
+    });
+
+    let app_for_watch = app.clone();
+    let _watch_guard = match config::watch::spawn(store.clone(), move |result| after_reload(&app_for_watch, result)) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch the configuration files; reload with SIGHUP");
+            None
+        }
+    };
+    let server = tokio::spawn(listen::serve(app.clone(), listeners));
+    spawn_housekeeping(app.clone());
+    systemd::ready(&status_line(&app));
+    tracing::info!(upstream = %app.config.get().upstream.base, "comfy-warden is ready");
+
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
+    else {
+        tracing::error!("cannot install signal handlers");
+        return ExitCode::FAILURE;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading the configuration");
+                systemd::reloading();
+                let s = store.clone();
+                let result = tokio::task::spawn_blocking(move || s.reload().map(|_| ()).map_err(|e| e.to_string()))
+                    .await
+                    .unwrap_or_else(|e| Err(e.to_string()));
+                after_reload(&app, &result);
+            }
+        }
+    }
+    tracing::info!("stopping: draining connections");
+    systemd::stopping();
+    let _ = shutdown_tx.send(true);
+    let _ = server.await;
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+fn after_reload(app: &App, result: &Result<(), String>) {
+    match result {
+        Ok(()) => {
+            let snap = app.config.get();
+            tracing::info!(target: "audit", event = "config_reloaded", users = snap.users.len(), "configuration reloaded");
+        }
+        Err(e) => tracing::error!(target: "audit", event = "config_reload_failed", "configuration NOT reloaded, keeping the last good one: {e}"),
+    }
+    systemd::ready(&status_line(app));
+}
+
+fn spawn_housekeeping(app: Arc<App>) {
+    let watchdog = systemd::watchdog_interval();
+    tokio::spawn(async move {
+        let tick = watchdog.map(|w| w / 2).unwrap_or(Duration::from_secs(30)).min(Duration::from_secs(30));
+        let mut interval = tokio::time::interval(tick);
+        loop {
+            interval.tick().await;
+            app.sessions.prune();
+            if watchdog.is_some() {
+                systemd::watchdog();
+            }
+        }
+    });
+}
+
+/// `comfy-warden check`.
+pub fn check(dir: &Path) -> ExitCode {
+    let snap = match config::load(dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("configuration in {} is valid", snap.dir.display());
+    for l in &snap.server.listen {
+        match l {
+            Listen::Tcp(a) => println!("  listen      http://{a}"),
+            Listen::Systemd => println!("  listen      sockets from systemd"),
+        }
+    }
+    println!("  upstream    {}", snap.upstream.base);
+    println!("  state dir   {}", snap.files.state_dir.display());
+    let mut names: Vec<_> = snap.users.values().collect();
+    names.sort_by(|a, b| a.name.cmp(&b.name));
+    println!("  users       {}", names.len());
+    for u in names {
+        let flag = if u.disabled { " (disabled)" } else { "" };
+        println!("    {:<20} roles: {}{flag}", &*u.name, u.roles.join(", "));
+    }
+    println!("  roles       {}", snap.roles.names().collect::<Vec<_>>().join(", "));
+    println!("  ip rules    {} allowed, {} denied networks", snap.ip_rules.allow.len(), snap.ip_rules.deny.len());
+    ExitCode::SUCCESS
+}
+
+/// `comfy-warden hash-password`.
+pub fn hash_password() -> ExitCode {
+    use std::io::IsTerminal;
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ");
+        let second = rpassword::prompt_password("Again: ");
+        match (first, second) {
+            (Ok(a), Ok(b)) if a == b => a,
+            (Ok(_), Ok(_)) => {
+                eprintln!("the passwords differ");
+                return ExitCode::FAILURE;
+            }
+            _ => {
+                eprintln!("cannot read the password");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        let mut line = String::new();
+        if std::io::stdin().read_line(&mut line).is_err() {
+            eprintln!("cannot read the password from stdin");
+            return ExitCode::FAILURE;
+        }
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    if password.is_empty() {
+        eprintln!("refusing an empty password");
+        return ExitCode::FAILURE;
+    }
+    match crate::auth::password::hash(&password) {
+        Ok(h) => {
+            println!("{h}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("cannot hash: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

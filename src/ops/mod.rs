@@ -1,0 +1,2 @@
+//! Operations: systemd integration (sd-notify, socket activation, watchdog).
+pub mod systemd;

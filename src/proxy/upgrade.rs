@@ -1,0 +1,168 @@
+//! The WebSocket relay for `/ws`: comfy-warden connects its own WebSocket to ComfyUI first (so a
+//! dead upstream is a clean 502), then completes the client's upgrade and relays frames both ways,
+//! one message at a time. Pings are answered on each hop by the WebSocket library; close frames
+//! are passed on. A reload that removes, disables or revokes the user closes the socket (1008);
+//! shutdown closes it with 1001. Other users' sockets stay up across reloads.
+use super::headers::{self, Forwarding};
+use crate::app::App;
+use crate::auth::identity::{Identity, still_valid};
+use crate::body::{self, Body};
+use crate::config::Snapshot;
+use futures_util::{SinkExt, StreamExt};
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{WebSocketStream, client_async_with_config};
+
+/// Largest WebSocket message relayed (ComfyUI sends whole preview images as one message).
+pub const MAX_MESSAGE: usize = 64 << 20;
+
+pub fn is_websocket_upgrade(req: &Request<Incoming>) -> bool {
+    let h = req.headers();
+    let has_token = |name: header::HeaderName, token: &str| {
+        h.get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    req.method() == http::Method::GET && has_token(header::CONNECTION, "upgrade") && has_token(header::UPGRADE, "websocket")
+}
+
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default().max_message_size(Some(MAX_MESSAGE)).max_frame_size(Some(MAX_MESSAGE))
+}
+
+pub async fn relay(app: Arc<App>, snap: &Snapshot, ident: Identity, mut req: Request<Incoming>, client_ip: IpAddr, tls: bool) -> Response<Body> {
+    let wants_html = body::wants_html(req.headers());
+    let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned() else {
+        return body::error_json(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key");
+    };
+    if req.headers().get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
+        let mut r = body::error_json(StatusCode::BAD_REQUEST, "only WebSocket version 13 is supported");
+        r.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        return r;
+    }
+
+    // The upstream handshake: our own request, with the client's headers cleaned.
+    let authority = snap.upstream.authority.clone();
+    let pq = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/ws").to_owned();
+    let mut up_req = match tungstenite::client::IntoClientRequest::into_client_request(format!("ws://{authority}{pq}")) {
+        Ok(r) => r,
+        Err(_) => return body::error_json(StatusCode::BAD_REQUEST, "the request path is not valid"),
+    };
+    {
+        let mut h = req.headers().clone();
+        let host = h.get(header::HOST).cloned();
+        headers::to_upstream(&mut h, &Forwarding { client_ip, tls, host: host.as_ref() });
+        for name in [header::SEC_WEBSOCKET_KEY, header::SEC_WEBSOCKET_VERSION, header::SEC_WEBSOCKET_EXTENSIONS, header::HOST] {
+            h.remove(name);
+        }
+        for (name, value) in h.iter() {
+            if name.as_str().starts_with("sec-websocket") {
+                continue;
+            }
+            up_req.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    let port = authority.port_u16().unwrap_or(80);
+    let connect = async {
+        let tcp = tokio::net::TcpStream::connect((authority.host(), port)).await.map_err(|e| e.to_string())?;
+        let _ = tcp.set_nodelay(true);
+        client_async_with_config(up_req, tcp, Some(ws_config())).await.map_err(|e| e.to_string())
+    };
+    let upstream = match tokio::time::timeout(snap.upstream.connect_timeout + snap.upstream.response_timeout.min(std::time::Duration::from_secs(30)), connect).await {
+        Ok(Ok((ws, _))) => ws,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "upstream WebSocket failed");
+            return super::forward::unreachable_answer(wants_html, &super::upstream::UpstreamError::Unreachable(e));
+        }
+        Err(_) => {
+            return super::forward::unreachable_answer(wants_html, &super::upstream::UpstreamError::Timeout(snap.upstream.connect_timeout));
+        }
+    };
+
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let accept = derive_accept_key(key.as_bytes());
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let downstream = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config())).await;
+                app.counters.websockets.fetch_add(1, Ordering::Relaxed);
+                pump(&app, &ident, downstream, upstream).await;
+                app.counters.websockets.fetch_sub(1, Ordering::Relaxed);
+            }
+            Err(e) => tracing::debug!(error = %e, "client WebSocket upgrade failed"),
+        }
+    });
+
+    let mut resp = Response::new(body::empty());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    resp
+}
+
+fn close(code: CloseCode, reason: &'static str) -> Message {
+    Message::Close(Some(CloseFrame { code, reason: reason.into() }))
+}
+
+async fn pump<D, U>(app: &App, ident: &Identity, downstream: WebSocketStream<D>, upstream: WebSocketStream<U>)
+where
+    D: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    U: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let (mut down_tx, mut down_rx) = downstream.split();
+    let (mut up_tx, mut up_rx) = upstream.split();
+    let mut generation = app.config.subscribe();
+    let mut shutdown = app.shutdown.clone();
+    loop {
+        tokio::select! {
+            m = down_rx.next() => match m {
+                Some(Ok(Message::Text(t))) => { if up_tx.send(Message::Text(t)).await.is_err() { break } }
+                Some(Ok(Message::Binary(b))) => { if up_tx.send(Message::Binary(b)).await.is_err() { break } }
+                Some(Ok(Message::Close(c))) => { let _ = up_tx.send(Message::Close(c)).await; break }
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
+                    // Pings are answered by the library; flush so the pong leaves now.
+                    if down_tx.flush().await.is_err() { break }
+                }
+                Some(Err(_)) | None => { let _ = up_tx.send(close(CloseCode::Away, "client went away")).await; break }
+            },
+            m = up_rx.next() => match m {
+                Some(Ok(Message::Text(t))) => { if down_tx.send(Message::Text(t)).await.is_err() { break } }
+                Some(Ok(Message::Binary(b))) => { if down_tx.send(Message::Binary(b)).await.is_err() { break } }
+                Some(Ok(Message::Close(c))) => { let _ = down_tx.send(Message::Close(c)).await; break }
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
+                    if up_tx.flush().await.is_err() { break }
+                }
+                Some(Err(_)) | None => { let _ = down_tx.send(close(CloseCode::Error, "ComfyUI closed the connection")).await; break }
+            },
+            changed = generation.changed() => {
+                if changed.is_err() { continue }
+                let snap = app.config.get();
+                if !still_valid(ident, &snap, &app.sessions) {
+                    tracing::info!(user = %ident.user.name, "closing WebSocket: access revoked by configuration");
+                    let _ = down_tx.send(close(CloseCode::Policy, "access revoked")).await;
+                    let _ = up_tx.send(close(CloseCode::Normal, "")).await;
+                    break;
+                }
+            }
+            _ = crate::app::shutting_down(&mut shutdown) => {
+                let _ = down_tx.send(close(CloseCode::Away, "comfy-warden is restarting")).await;
+                let _ = up_tx.send(close(CloseCode::Away, "")).await;
+                break;
+            }
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! The request pipeline: client IP → IP rules → comfy-warden's own routes → identity →
+//! (no identity: 302 to /login for browser navigations, 401 JSON otherwise) → WebSocket relay
+//! or HTTP forwarding to ComfyUI.
+use super::routes;
+use crate::app::App;
+use crate::auth::identity;
+use crate::body::{self, Body};
+use crate::guard::{client_ip, ip_rules};
+use crate::proxy::{forward, upgrade};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// What the accept loop knows about a connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Conn {
+    pub peer: SocketAddr,
+    pub tls: bool,
+}
+
+pub async fn handle(app: Arc<App>, conn: Conn, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let snap = app.config.get();
+    let ip = client_ip::resolve(conn.peer, req.headers(), &snap.server.trusted_proxies);
+    if !ip_rules::admits(&snap.ip_rules, ip) {
+        tracing::info!(target: "audit", event = "ip_denied", client_ip = %ip, "request from a denied address");
+        return Ok(body::text(StatusCode::FORBIDDEN, "Forbidden\n"));
+    }
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+
+    // comfy-warden's own routes that need no identity.
+    match path.as_str() {
+        "/login" => {
+            return Ok(match method {
+                ref m if routes::is_get(m) => routes::login_page(&req),
+                Method::POST => routes::login(&app, &snap, req, ip, conn.tls).await,
+                _ => routes::method_not_allowed("GET, HEAD, POST"),
+            });
+        }
+        "/warden/health" => return Ok(routes::health()),
+        "/warden/assets/warden.css" => return Ok(super::pages::stylesheet()),
+        _ => {}
+    }
+
+    let ident = identity::authenticate(&app.keys, &app.sessions, &snap, req.headers(), conn.tls);
+
+    match path.as_str() {
+        "/logout" => {
+            return Ok(if method == Method::POST {
+                routes::logout(&app, ident.as_ref(), &req, ip, conn.tls)
+            } else {
+                routes::method_not_allowed("POST")
+            });
+        }
+        "/warden/me" => {
+            return Ok(match &ident {
+                Some(id) => routes::me(id),
+                None => unauthenticated(&req),
+            });
+        }
+        p if p.starts_with("/warden/") => return Ok(body::error_json(StatusCode::NOT_FOUND, "no such comfy-warden endpoint")),
+        _ => {}
+    }
+
+    let Some(ident) = ident else {
+        return Ok(unauthenticated(&req));
+    };
+
+    if upgrade::is_websocket_upgrade(&req) {
+        if path == "/ws" || path == "/api/ws" {
+            return Ok(upgrade::relay(app.clone(), &snap, ident, req, ip, conn.tls).await);
+        }
+        return Ok(body::error_json(StatusCode::NOT_FOUND, "no WebSocket endpoint here"));
+    }
+    Ok(forward::forward(&app, &snap, req, ip, conn.tls).await)
+}
+
+/// Browser navigations go to the login page (coming back here afterwards); anything else gets
+/// a 401 JSON answer.
+fn unauthenticated(req: &Request<Incoming>) -> Response<Body> {
+    if routes::is_get(req.method()) && body::wants_html(req.headers()) {
+        let target = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let next = routes::safe_next(Some(target));
+        let encoded: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
+        return body::redirect(StatusCode::FOUND, &format!("/login?next={encoded}"));
+    }
+    let mut r = body::error_json(StatusCode::UNAUTHORIZED, "authentication required: sign in at /login or send a token");
+    r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"comfy-warden\""));
+    r
+}

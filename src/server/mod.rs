@@ -1,0 +1,6 @@
+//! The HTTP side facing clients: accept loop and connection limits (`listen`), the request
+//! pipeline (`dispatch`), comfy-warden's own endpoints (`routes`) and pages (`pages`).
+pub mod dispatch;
+pub mod listen;
+pub mod pages;
+pub mod routes;

@@ -1,0 +1,2 @@
+//! Tenancy: what makes one ComfyUI look like a private one to each user.
+pub mod namespace;
