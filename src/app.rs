@@ -1,5 +1,6 @@
 //! The shared state of a running daemon: live configuration, keys, password verifier, session
 //! table, upstream client, counters and the shutdown signal.
+use crate::auth::basic::BasicCache;
 use crate::auth::password::Passwords;
 use crate::auth::session::{Keys, SessionTable};
 use crate::config::store::ConfigStore;
@@ -18,6 +19,7 @@ pub struct App {
     pub config: Arc<ConfigStore>,
     pub keys: Keys,
     pub passwords: Passwords,
+    pub basic_cache: BasicCache,
     pub sessions: SessionTable,
     pub upstream: UpstreamClient,
     pub counters: Counters,

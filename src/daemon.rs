@@ -78,6 +78,7 @@ async fn serve(snap: Snapshot) -> ExitCode {
         config: store.clone(),
         keys: Keys::new(&secret),
         passwords,
+        basic_cache: crate::auth::basic::BasicCache::new(&secret.bytes),
         sessions: SessionTable::default(),
         upstream,
         counters: Counters::default(),

@@ -1,8 +1,11 @@
-//! Which user a request belongs to. Sources, in order: `Authorization: Bearer <jwt>`, then the
-//! session cookie. A credential that is present but invalid never falls back to another source.
+//! Which user a request belongs to. Sources: `Authorization: Bearer <jwt>`, `Authorization:
+//! Basic` (when `auth.basic`), else the session cookie. A credential that is present but invalid
+//! never falls back to another source.
 //! The token must still match the live configuration: the user exists, is enabled, and its
 //! `token_version` equals the token's `ver`; the token id is not revoked.
+use super::basic;
 use super::session::{COOKIE_PLAIN, COOKIE_TLS, Claims, Keys, SessionTable};
+use crate::app::App;
 use crate::config::{Snapshot, User};
 use http::HeaderMap;
 use std::sync::Arc;
@@ -11,6 +14,7 @@ use std::sync::Arc;
 pub enum Source {
     Cookie,
     Bearer,
+    Basic,
 }
 
 impl Source {
@@ -18,6 +22,7 @@ impl Source {
         match self {
             Source::Cookie => "cookie",
             Source::Bearer => "bearer",
+            Source::Basic => "basic",
         }
     }
 }
@@ -26,7 +31,8 @@ impl Source {
 pub struct Identity {
     pub user: Arc<User>,
     pub source: Source,
-    pub claims: Claims,
+    /// The session or token, for cookie and Bearer identities.
+    pub claims: Option<Claims>,
 }
 
 /// The session cookie's name for this transport.
@@ -68,17 +74,57 @@ pub fn check_token(keys: &Keys, sessions: &SessionTable, snap: &Snapshot, token:
 
 /// Still valid under the (possibly reloaded) snapshot? Used by long-lived connections.
 pub fn still_valid(id: &Identity, snap: &Snapshot, sessions: &SessionTable) -> bool {
-    !sessions.is_revoked(&id.claims.jti)
-        && snap.user(&id.user.name).is_some_and(|u| !u.disabled && u.token_version == id.claims.ver)
+    let Some(user) = snap.user(&id.user.name) else { return false };
+    if user.disabled || user.token_version != id.user.token_version {
+        return false;
+    }
+    match &id.claims {
+        Some(c) => !sessions.is_revoked(&c.jti) && c.ver == user.token_version,
+        None => user.password_hash == id.user.password_hash,
+    }
 }
 
-pub fn authenticate(keys: &Keys, sessions: &SessionTable, snap: &Snapshot, headers: &HeaderMap, tls: bool) -> Option<Identity> {
+/// Why a request could not be authenticated although it carried a credential.
+#[derive(Debug)]
+pub enum Refusal {
+    /// Password checks are saturated; answer 429.
+    Busy,
+}
+
+pub async fn authenticate(app: &App, snap: &Snapshot, headers: &HeaderMap, tls: bool) -> Result<Option<Identity>, Refusal> {
     if headers.contains_key(http::header::AUTHORIZATION) {
-        let token = bearer(headers)?;
-        let (user, claims) = check_token(keys, sessions, snap, token)?;
-        return Some(Identity { user, source: Source::Bearer, claims });
+        if let Some(token) = bearer(headers) {
+            return Ok(check_token(&app.keys, &app.sessions, snap, token)
+                .map(|(user, claims)| Identity { user, source: Source::Bearer, claims: Some(claims) }));
+        }
+        if snap.auth.basic
+            && let Some((name, password)) = basic::parse(headers)
+        {
+            return basic_identity(app, snap, &name, &password).await;
+        }
+        return Ok(None);
     }
-    let token = session_cookie(headers, tls)?;
-    let (user, claims) = check_token(keys, sessions, snap, &token)?;
-    Some(Identity { user, source: Source::Cookie, claims })
+    let Some(token) = session_cookie(headers, tls) else { return Ok(None) };
+    Ok(check_token(&app.keys, &app.sessions, snap, &token).map(|(user, claims)| Identity { user, source: Source::Cookie, claims: Some(claims) }))
+}
+
+async fn basic_identity(app: &App, snap: &Snapshot, name: &str, password: &str) -> Result<Option<Identity>, Refusal> {
+    let user = snap.user(name).cloned();
+    let stored: Option<String> = user.as_ref().and_then(|u| u.password_hash.clone());
+    if let (Some(u), Some(phc)) = (&user, stored.as_deref())
+        && !u.disabled
+        && app.basic_cache.hit(name, password, phc)
+    {
+        return Ok(Some(Identity { user: u.clone(), source: Source::Basic, claims: None }));
+    }
+    let ok = app.passwords.verify(stored.as_deref(), password).await.map_err(|_| Refusal::Busy)?;
+    match user {
+        Some(u) if ok && !u.disabled => {
+            if let Some(phc) = stored.as_deref() {
+                app.basic_cache.remember(name, password, phc);
+            }
+            Ok(Some(Identity { user: u, source: Source::Basic, claims: None }))
+        }
+        _ => Ok(None),
+    }
 }

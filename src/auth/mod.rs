@@ -1,5 +1,6 @@
 //! Authentication: passwords (argon2id), the signing key, sessions/tokens, and the decision of
 //! which user (if any) a request belongs to.
+pub mod basic;
 pub mod identity;
 pub mod keys;
 pub mod password;

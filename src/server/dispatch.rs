@@ -44,7 +44,14 @@ pub async fn handle(app: Arc<App>, conn: Conn, req: Request<Incoming>) -> Result
         _ => {}
     }
 
-    let ident = identity::authenticate(&app.keys, &app.sessions, &snap, req.headers(), conn.tls);
+    let ident = match identity::authenticate(&app, &snap, req.headers(), conn.tls).await {
+        Ok(i) => i,
+        Err(identity::Refusal::Busy) => {
+            let mut r = body::error_json(StatusCode::TOO_MANY_REQUESTS, "too many sign-in attempts are being checked; try again shortly");
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return Ok(r);
+        }
+    };
 
     match path.as_str() {
         "/logout" => {

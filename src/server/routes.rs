@@ -172,8 +172,10 @@ fn serde_urlencoded_form(bytes: &[u8]) -> Option<LoginForm> {
 }
 
 pub fn logout(app: &App, ident: Option<&Identity>, req: &Request<Incoming>, client_ip: IpAddr, tls: bool) -> Response<Body> {
-    if let Some(id) = ident {
-        let left = app.sessions.revoke(&id.claims);
+    if let Some(id) = ident
+        && let Some(claims) = &id.claims
+    {
+        let left = app.sessions.revoke(claims);
         tracing::info!(target: "audit", event = "logout", user = %id.user.name, client_ip = %client_ip, sessions_left = left, "signed out");
     }
     let clear = session_cookie(identity::cookie_name(tls), String::new(), tls, std::time::Duration::ZERO);
@@ -201,7 +203,7 @@ pub fn me(id: &Identity) -> Response<Body> {
             "roles": id.user.roles,
             "permissions": id.user.permissions.names(),
             "auth": id.source.name(),
-            "expires_at": id.claims.exp,
+            "expires_at": id.claims.as_ref().map(|c| c.exp),
         }),
     )
 }

@@ -1,2 +1,3 @@
 //! Tenancy: what makes one ComfyUI look like a private one to each user.
 pub mod namespace;
+pub mod paths;

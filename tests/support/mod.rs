@@ -4,3 +4,4 @@
 pub mod double;
 pub mod harness;
 pub mod http;
+pub mod ws;

@@ -1,0 +1,117 @@
+//! Proxying: what ComfyUI receives (no client comfy-user, no warden cookie, no Origin, no
+//! Authorization; forwarding headers set by comfy-warden), streaming of large bodies both
+//! ways, and a clear 502 when ComfyUI is down.
+mod support;
+use http::Method;
+use support::double::Double;
+use support::harness::{TestConfig, TestUser, Warden};
+use support::http::{self, cookie_header, get, login};
+
+async fn setup() -> (Double, Warden, String) {
+    let double = Double::start().await;
+    let w = Warden::start(&TestConfig::new(&double.url(), vec![TestUser::new("alice", "alice-pw", &["user"])]));
+    let token = login(&w.url(""), "alice", "alice-pw").await;
+    (double, w, token)
+}
+
+#[tokio::test]
+async fn client_identity_headers_never_reach_comfyui() {
+    let (d, w, token) = setup().await;
+    let cookie = format!("theme=dark; {}; other=1", cookie_header(&token));
+    let r = get(
+        &w.url("/api/system_stats"),
+        &[
+            ("cookie", &cookie),
+            ("comfy-user", "bob_041ef96f"),
+            ("Comfy-User", "default"),
+            ("COMFY-USER", ""),
+            ("origin", "http://evil.example"),
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-host", "evil.example"),
+            ("connection", "x-drop-me"),
+            ("x-drop-me", "1"),
+            ("x-keep-me", "1"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = d.received_path("/api/system_stats");
+    assert_eq!(got.len(), 1);
+    let req = &got[0];
+    assert!(req.header_all("comfy-user").iter().all(|v| *v != "bob_041ef96f" && *v != "default" && !v.is_empty()), "client comfy-user leaked: {:?}", req.headers);
+    assert!(req.header("origin").is_none(), "Origin must be removed");
+    assert!(req.header("authorization").is_none());
+    assert!(req.header("x-drop-me").is_none(), "headers named in Connection are hop-by-hop");
+    assert_eq!(req.header("x-keep-me"), Some("1"));
+    let cookies = req.header_all("cookie").join("; ");
+    assert!(!cookies.contains("comfy_warden_session"), "session cookie leaked: {cookies}");
+    assert!(cookies.contains("theme=dark") && cookies.contains("other=1"), "{cookies}");
+    assert_eq!(req.header("x-forwarded-for"), Some("127.0.0.1"), "client XFF must not be believed");
+    assert_eq!(req.header("x-forwarded-proto"), Some("http"));
+    assert_eq!(req.header("x-forwarded-host"), Some(w.addr.to_string().as_str()));
+}
+
+#[tokio::test]
+async fn bearer_token_is_not_forwarded() {
+    let (d, w, token) = setup().await;
+    let auth = format!("Bearer {token}");
+    assert_eq!(get(&w.url("/api/embeddings"), &[("authorization", &auth)]).await.status, 200);
+    let req = &d.received_path("/api/embeddings")[0];
+    assert!(req.header("authorization").is_none());
+    assert!(req.headers.iter().all(|(_, v)| !v.contains(&token)), "the token must not reach ComfyUI");
+}
+
+#[tokio::test]
+async fn a_50_mb_view_streams_through() {
+    let (d, w, token) = setup().await;
+    let size = 50 * 1024 * 1024;
+    d.put_large_file("output", "", "big.bin", size);
+    let (status, len, sha) = http::get_streamed(&w.url("/view?filename=big.bin&type=output"), &[("cookie", &cookie_header(&token))]).await;
+    assert_eq!(status, 200);
+    assert_eq!(len, size);
+    assert_eq!(sha, http::generated_sha256(size));
+}
+
+#[tokio::test]
+async fn a_50_mb_upload_streams_through() {
+    let (d, w, token) = setup().await;
+    let size: u64 = 50 * 1024 * 1024;
+    let boundary = "wardenboundary7d1";
+    let head = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"big.png\"\r\nContent-Type: image/png\r\n\r\n"
+    );
+    let tail = format!("\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"type\"\r\n\r\ninput\r\n--{boundary}--\r\n");
+    use futures_util::StreamExt;
+    use http_body_util::{BodyExt, BodyStream, StreamBody};
+    let parts = futures_util::stream::iter([http::full(head.clone().into_bytes()), http::generated(size), http::full(tail.clone().into_bytes())])
+        .flat_map(BodyStream::new);
+    let body = StreamBody::new(parts).boxed();
+    let content_type = format!("multipart/form-data; boundary={boundary}");
+    let r = http::send(Method::POST, &w.url("/upload/image"), &[("cookie", &cookie_header(&token)), ("content-type", &content_type)], body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let stored = d
+        .stored_file("input", "", "big.png")
+        .or_else(|| {
+            let name = r.json()["name"].as_str().unwrap().to_string();
+            let sub = r.json()["subfolder"].as_str().unwrap_or("").to_string();
+            d.stored_file("input", &sub, &name)
+        })
+        .expect("the double stored the upload");
+    assert_eq!(stored.len, size);
+    assert_eq!(stored.sha256, http::generated_sha256(size));
+    let rec = &d.received_path("/upload/image")[0];
+    assert_eq!(rec.body_len, size + head.len() as u64 + tail.len() as u64);
+}
+
+#[tokio::test]
+async fn comfyui_down_gives_502_page_or_json() {
+    let (d, w, token) = setup().await;
+    d.stop();
+    let cookie = cookie_header(&token);
+    let api = get(&w.url("/api/queue"), &[("cookie", &cookie)]).await;
+    assert_eq!(api.status, 502);
+    assert!(api.json()["error"].as_str().unwrap().contains("unreachable"));
+    let page = get(&w.url("/"), &[("cookie", &cookie), ("accept", "text/html")]).await;
+    assert_eq!(page.status, 502);
+    assert!(page.text().contains("ComfyUI is unavailable"));
+}
