@@ -23,6 +23,7 @@ pub struct App {
     pub sessions: SessionTable,
     pub upstream: UpstreamClient,
     pub counters: Counters,
+    pub tenancy: crate::tenancy::Tenancy,
     /// Becomes `true` when the daemon starts draining.
     pub shutdown: watch::Receiver<bool>,
 }

@@ -8,7 +8,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Body = BoxBody<Bytes, BoxError>;
 
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 pub fn empty() -> Body {
@@ -20,18 +22,29 @@ pub fn stream(incoming: hyper::body::Incoming) -> Body {
     incoming.map_err(|e| Box::new(e) as BoxError).boxed()
 }
 
-fn with_type(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+fn with_type(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Body> {
     let mut r = Response::new(full(body));
     *r.status_mut() = status;
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     r
 }
 
 pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
-    with_type(status, "application/json", serde_json::to_vec(value).unwrap_or_default())
+    with_type(
+        status,
+        "application/json",
+        serde_json::to_vec(value).unwrap_or_default(),
+    )
 }
 
 /// `{"error": message}` with the given status.
@@ -64,7 +77,12 @@ pub fn wants_html(headers: &http::HeaderMap) -> bool {
 }
 
 /// An error answer shaped for the client: a short page for browsers, JSON otherwise.
-pub fn error_for(headers: &http::HeaderMap, status: StatusCode, title: &str, message: &str) -> Response<Body> {
+pub fn error_for(
+    headers: &http::HeaderMap,
+    status: StatusCode,
+    title: &str,
+    message: &str,
+) -> Response<Body> {
     if wants_html(headers) {
         html(status, crate::server::pages::message_page(title, message))
     } else {

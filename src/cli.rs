@@ -3,7 +3,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "comfy-warden", version, about = "A hardened multi-user gateway in front of ComfyUI")]
+#[command(
+    name = "comfy-warden",
+    version,
+    about = "A hardened multi-user gateway in front of ComfyUI"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -18,7 +18,9 @@ fn init_logging(log: &config::Log) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match log.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.with_ansi(false).try_init(),
@@ -35,7 +37,10 @@ pub fn run(dir: &Path) -> ExitCode {
         }
     };
     init_logging(&snap.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("comfy-warden: cannot start the runtime: {e}");
@@ -48,12 +53,21 @@ pub fn run(dir: &Path) -> ExitCode {
 fn status_line(app: &App) -> String {
     let snap = app.config.get();
     let st = app.config.status();
-    let reload = if st.ok { "ok".to_string() } else { format!("failed ({})", st.error.unwrap_or_default()) };
-    format!("{} users, {} sessions, last reload {reload}", snap.users.len(), app.sessions.active().len())
+    let reload = if st.ok {
+        "ok".to_string()
+    } else {
+        format!("failed ({})", st.error.unwrap_or_default())
+    };
+    format!(
+        "{} users, {} sessions, last reload {reload}",
+        snap.users.len(),
+        app.sessions.active().len()
+    )
 }
 
 async fn serve(snap: Snapshot) -> ExitCode {
-    let secret = match keys::load_or_create(snap.auth.secret_file.as_deref(), &snap.files.state_dir) {
+    let secret = match keys::load_or_create(snap.auth.secret_file.as_deref(), &snap.files.state_dir)
+    {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("{e}");
@@ -82,11 +96,14 @@ async fn serve(snap: Snapshot) -> ExitCode {
         sessions: SessionTable::default(),
         upstream,
         counters: Counters::default(),
+        tenancy: crate::tenancy::Tenancy::new(&store.get().files.state_dir),
         shutdown: shutdown_rx,
     });
 
     let app_for_watch = app.clone();
-    let _watch_guard = match config::watch::spawn(store.clone(), move |result| after_reload(&app_for_watch, result)) {
+    let _watch_guard = match config::watch::spawn(store.clone(), move |result| {
+        after_reload(&app_for_watch, result)
+    }) {
         Ok(g) => Some(g),
         Err(e) => {
             tracing::error!(error = %e, "cannot watch the configuration files; reload with SIGHUP");
@@ -98,9 +115,11 @@ async fn serve(snap: Snapshot) -> ExitCode {
     systemd::ready(&status_line(&app));
     tracing::info!(upstream = %app.config.get().upstream.base, "comfy-warden is ready");
 
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
-        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
-    else {
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
         tracing::error!("cannot install signal handlers");
         return ExitCode::FAILURE;
     };
@@ -133,7 +152,9 @@ fn after_reload(app: &App, result: &Result<(), String>) {
             let snap = app.config.get();
             tracing::info!(target: "audit", event = "config_reloaded", users = snap.users.len(), "configuration reloaded");
         }
-        Err(e) => tracing::error!(target: "audit", event = "config_reload_failed", "configuration NOT reloaded, keeping the last good one: {e}"),
+        Err(e) => {
+            tracing::error!(target: "audit", event = "config_reload_failed", "configuration NOT reloaded, keeping the last good one: {e}")
+        }
     }
     systemd::ready(&status_line(app));
 }
@@ -141,7 +162,10 @@ fn after_reload(app: &App, result: &Result<(), String>) {
 fn spawn_housekeeping(app: Arc<App>) {
     let watchdog = systemd::watchdog_interval();
     tokio::spawn(async move {
-        let tick = watchdog.map(|w| w / 2).unwrap_or(Duration::from_secs(30)).min(Duration::from_secs(30));
+        let tick = watchdog
+            .map(|w| w / 2)
+            .unwrap_or(Duration::from_secs(30))
+            .min(Duration::from_secs(30));
         let mut interval = tokio::time::interval(tick);
         loop {
             interval.tick().await;
@@ -178,8 +202,15 @@ pub fn check(dir: &Path) -> ExitCode {
         let flag = if u.disabled { " (disabled)" } else { "" };
         println!("    {:<20} roles: {}{flag}", &*u.name, u.roles.join(", "));
     }
-    println!("  roles       {}", snap.roles.names().collect::<Vec<_>>().join(", "));
-    println!("  ip rules    {} allowed, {} denied networks", snap.ip_rules.allow.len(), snap.ip_rules.deny.len());
+    println!(
+        "  roles       {}",
+        snap.roles.names().collect::<Vec<_>>().join(", ")
+    );
+    println!(
+        "  ip rules    {} allowed, {} denied networks",
+        snap.ip_rules.allow.len(),
+        snap.ip_rules.deny.len()
+    );
     ExitCode::SUCCESS
 }
 

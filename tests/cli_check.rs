@@ -6,13 +6,29 @@ use harness::{TestConfig, TestUser, binary, phc};
 use std::process::Command;
 
 fn check(dir: &std::path::Path) -> (bool, String) {
-    let out = Command::new(binary()).arg("check").arg("--config").arg(dir).output().unwrap();
-    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    let out = Command::new(binary())
+        .arg("check")
+        .arg("--config")
+        .arg(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }
 
 fn valid_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    TestConfig::new("http://127.0.0.1:8188", vec![TestUser::new("alice", "pw-alice", &["user"])]).write(dir.path());
+    TestConfig::new(
+        "http://127.0.0.1:8188",
+        vec![TestUser::new("alice", "pw-alice", &["user"])],
+    )
+    .write(dir.path());
     dir
 }
 
@@ -21,26 +37,40 @@ fn examples_are_valid() {
     let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     let (ok, out) = check(&examples);
     assert!(ok, "{out}");
-    assert!(out.contains("demo") && out.contains("http://127.0.0.1:8188"), "{out}");
+    assert!(
+        out.contains("demo") && out.contains("http://127.0.0.1:8188"),
+        "{out}"
+    );
 }
 
 #[test]
 fn plaintext_password_is_refused_without_echo() {
     let dir = valid_dir();
-    std::fs::write(dir.path().join("users.toml"), "[users.alice]\nroles = [\"user\"]\npassword_hash = \"hunter2-secret\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("users.toml"),
+        "[users.alice]\nroles = [\"user\"]\npassword_hash = \"hunter2-secret\"\n",
+    )
+    .unwrap();
     let (ok, out) = check(dir.path());
     assert!(!ok);
     assert!(out.contains("users.toml line 3"), "{out}");
     assert!(out.contains("users.alice.password_hash"), "{out}");
     assert!(out.contains("plaintext"), "{out}");
-    assert!(!out.contains("hunter2-secret"), "the refused value must not be printed: {out}");
+    assert!(
+        !out.contains("hunter2-secret"),
+        "the refused value must not be printed: {out}"
+    );
 }
 
 #[test]
 fn unknown_key_is_named() {
     let dir = valid_dir();
     let toml = std::fs::read_to_string(dir.path().join("warden.toml")).unwrap();
-    std::fs::write(dir.path().join("warden.toml"), toml.replace("[upstream]\n", "[upstream]\nurll = \"x\"\n")).unwrap();
+    std::fs::write(
+        dir.path().join("warden.toml"),
+        toml.replace("[upstream]\n", "[upstream]\nurll = \"x\"\n"),
+    )
+    .unwrap();
     let (ok, out) = check(dir.path());
     assert!(!ok);
     assert!(out.contains("warden.toml line"), "{out}");
@@ -52,7 +82,14 @@ fn unknown_key_is_named() {
 fn bad_duration_is_named() {
     let dir = valid_dir();
     let toml = std::fs::read_to_string(dir.path().join("warden.toml")).unwrap();
-    std::fs::write(dir.path().join("warden.toml"), toml.replace("connect_timeout = \"2s\"", "connect_timeout = \"2 fortnights\"")).unwrap();
+    std::fs::write(
+        dir.path().join("warden.toml"),
+        toml.replace(
+            "connect_timeout = \"2s\"",
+            "connect_timeout = \"2 fortnights\"",
+        ),
+    )
+    .unwrap();
     let (ok, out) = check(dir.path());
     assert!(!ok);
     assert!(out.contains("warden.toml line"), "{out}");
@@ -63,11 +100,25 @@ fn bad_duration_is_named() {
 #[test]
 fn unknown_role_and_bad_user_name_are_named() {
     let dir = valid_dir();
-    std::fs::write(dir.path().join("users.toml"), format!("[users.alice]\npassword_hash = \"{}\"\nroles = [\"wizard\"]\n", phc("x"))).unwrap();
+    std::fs::write(
+        dir.path().join("users.toml"),
+        format!(
+            "[users.alice]\npassword_hash = \"{}\"\nroles = [\"wizard\"]\n",
+            phc("x")
+        ),
+    )
+    .unwrap();
     let (ok, out) = check(dir.path());
-    assert!(!ok && out.contains("unknown role \"wizard\"") && out.contains("line 3"), "{out}");
+    assert!(
+        !ok && out.contains("unknown role \"wizard\"") && out.contains("line 3"),
+        "{out}"
+    );
 
-    std::fs::write(dir.path().join("users.toml"), "[users.\"../evil\"]\nroles = []\n").unwrap();
+    std::fs::write(
+        dir.path().join("users.toml"),
+        "[users.\"../evil\"]\nroles = []\n",
+    )
+    .unwrap();
     let (ok, out) = check(dir.path());
     assert!(!ok && out.contains("not a valid user name"), "{out}");
 }
@@ -76,9 +127,16 @@ fn unknown_role_and_bad_user_name_are_named() {
 fn plain_http_on_public_address_is_refused() {
     let dir = valid_dir();
     let toml = std::fs::read_to_string(dir.path().join("warden.toml")).unwrap();
-    std::fs::write(dir.path().join("warden.toml"), toml.replace("127.0.0.1:0", "0.0.0.0:8080")).unwrap();
+    std::fs::write(
+        dir.path().join("warden.toml"),
+        toml.replace("127.0.0.1:0", "0.0.0.0:8080"),
+    )
+    .unwrap();
     let (ok, out) = check(dir.path());
-    assert!(!ok && out.contains("server.listen") && out.contains("loopback"), "{out}");
+    assert!(
+        !ok && out.contains("server.listen") && out.contains("loopback"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -97,5 +155,9 @@ fn hash_password_reads_stdin() {
     assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
     use argon2::password_hash::{PasswordHash, PasswordVerifier};
     let parsed = PasswordHash::new(phc.trim()).unwrap();
-    assert!(argon2::Argon2::default().verify_password(b"s3cret", &parsed).is_ok());
+    assert!(
+        argon2::Argon2::default()
+            .verify_password(b"s3cret", &parsed)
+            .is_ok()
+    );
 }

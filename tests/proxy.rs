@@ -2,14 +2,17 @@
 //! Authorization; forwarding headers set by comfy-warden), streaming of large bodies both
 //! ways, and a clear 502 when ComfyUI is down.
 mod support;
-use http::Method;
+use ::http::Method;
 use support::double::Double;
 use support::harness::{TestConfig, TestUser, Warden};
 use support::http::{self, cookie_header, get, login};
 
 async fn setup() -> (Double, Warden, String) {
     let double = Double::start().await;
-    let w = Warden::start(&TestConfig::new(&double.url(), vec![TestUser::new("alice", "alice-pw", &["user"])]));
+    let w = Warden::start(&TestConfig::new(
+        &double.url(),
+        vec![TestUser::new("alice", "alice-pw", &["user"])],
+    ));
     let token = login(&w.url(""), "alice", "alice-pw").await;
     (double, w, token)
 }
@@ -19,7 +22,7 @@ async fn client_identity_headers_never_reach_comfyui() {
     let (d, w, token) = setup().await;
     let cookie = format!("theme=dark; {}; other=1", cookie_header(&token));
     let r = get(
-        &w.url("/api/system_stats"),
+        &w.url("/api/embeddings"),
         &[
             ("cookie", &cookie),
             ("comfy-user", "bob_041ef96f"),
@@ -35,38 +38,72 @@ async fn client_identity_headers_never_reach_comfyui() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let got = d.received_path("/api/system_stats");
+    let got = d.received_path("/api/embeddings");
     assert_eq!(got.len(), 1);
     let req = &got[0];
-    assert!(req.header_all("comfy-user").iter().all(|v| *v != "bob_041ef96f" && *v != "default" && !v.is_empty()), "client comfy-user leaked: {:?}", req.headers);
+    let ids = req.header_all("comfy-user");
+    assert_eq!(ids.len(), 1, "exactly one comfy-user: {:?}", req.headers);
+    assert!(
+        ids[0].starts_with("u_alice_"),
+        "the id comfy-warden provisioned for alice, got {:?}",
+        ids[0]
+    );
     assert!(req.header("origin").is_none(), "Origin must be removed");
     assert!(req.header("authorization").is_none());
-    assert!(req.header("x-drop-me").is_none(), "headers named in Connection are hop-by-hop");
+    assert!(
+        req.header("x-drop-me").is_none(),
+        "headers named in Connection are hop-by-hop"
+    );
     assert_eq!(req.header("x-keep-me"), Some("1"));
     let cookies = req.header_all("cookie").join("; ");
-    assert!(!cookies.contains("comfy_warden_session"), "session cookie leaked: {cookies}");
-    assert!(cookies.contains("theme=dark") && cookies.contains("other=1"), "{cookies}");
-    assert_eq!(req.header("x-forwarded-for"), Some("127.0.0.1"), "client XFF must not be believed");
+    assert!(
+        !cookies.contains("comfy_warden_session"),
+        "session cookie leaked: {cookies}"
+    );
+    assert!(
+        cookies.contains("theme=dark") && cookies.contains("other=1"),
+        "{cookies}"
+    );
+    assert_eq!(
+        req.header("x-forwarded-for"),
+        Some("127.0.0.1"),
+        "client XFF must not be believed"
+    );
     assert_eq!(req.header("x-forwarded-proto"), Some("http"));
-    assert_eq!(req.header("x-forwarded-host"), Some(w.addr.to_string().as_str()));
+    assert_eq!(
+        req.header("x-forwarded-host"),
+        Some(w.addr.to_string().as_str())
+    );
 }
 
 #[tokio::test]
 async fn bearer_token_is_not_forwarded() {
     let (d, w, token) = setup().await;
     let auth = format!("Bearer {token}");
-    assert_eq!(get(&w.url("/api/embeddings"), &[("authorization", &auth)]).await.status, 200);
+    assert_eq!(
+        get(&w.url("/api/embeddings"), &[("authorization", &auth)])
+            .await
+            .status,
+        200
+    );
     let req = &d.received_path("/api/embeddings")[0];
     assert!(req.header("authorization").is_none());
-    assert!(req.headers.iter().all(|(_, v)| !v.contains(&token)), "the token must not reach ComfyUI");
+    assert!(
+        req.headers.iter().all(|(_, v)| !v.contains(&token)),
+        "the token must not reach ComfyUI"
+    );
 }
 
 #[tokio::test]
 async fn a_50_mb_view_streams_through() {
     let (d, w, token) = setup().await;
     let size = 50 * 1024 * 1024;
-    d.put_large_file("output", "", "big.bin", size);
-    let (status, len, sha) = http::get_streamed(&w.url("/view?filename=big.bin&type=output"), &[("cookie", &cookie_header(&token))]).await;
+    d.put_large_file("output", "u_alice", "big.bin", size);
+    let (status, len, sha) = http::get_streamed(
+        &w.url("/view?filename=big.bin&type=output"),
+        &[("cookie", &cookie_header(&token))],
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(len, size);
     assert_eq!(sha, http::generated_sha256(size));
@@ -80,27 +117,46 @@ async fn a_50_mb_upload_streams_through() {
     let head = format!(
         "--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"big.png\"\r\nContent-Type: image/png\r\n\r\n"
     );
-    let tail = format!("\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"type\"\r\n\r\ninput\r\n--{boundary}--\r\n");
+    let tail = format!(
+        "\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"type\"\r\n\r\ninput\r\n--{boundary}--\r\n"
+    );
     use futures_util::StreamExt;
     use http_body_util::{BodyExt, BodyStream, StreamBody};
-    let parts = futures_util::stream::iter([http::full(head.clone().into_bytes()), http::generated(size), http::full(tail.clone().into_bytes())])
-        .flat_map(BodyStream::new);
-    let body = StreamBody::new(parts).boxed();
+    let parts = futures_util::stream::iter([
+        http::full(head.clone().into_bytes()),
+        http::generated(size),
+        http::full(tail.clone().into_bytes()),
+    ])
+    .flat_map(BodyStream::new);
+    let body = BodyExt::boxed(StreamBody::new(parts));
     let content_type = format!("multipart/form-data; boundary={boundary}");
-    let r = http::send(Method::POST, &w.url("/upload/image"), &[("cookie", &cookie_header(&token)), ("content-type", &content_type)], body).await;
+    let r = http::send(
+        Method::POST,
+        &w.url("/upload/image"),
+        &[
+            ("cookie", &cookie_header(&token)),
+            ("content-type", &content_type),
+        ],
+        body,
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["subfolder"], "", "the namespace is not shown");
     let stored = d
-        .stored_file("input", "", "big.png")
-        .or_else(|| {
-            let name = r.json()["name"].as_str().unwrap().to_string();
-            let sub = r.json()["subfolder"].as_str().unwrap_or("").to_string();
-            d.stored_file("input", &sub, &name)
-        })
-        .expect("the double stored the upload");
+        .stored_file("input", "u_alice", "big.png")
+        .expect("stored in alice's namespace");
     assert_eq!(stored.len, size);
     assert_eq!(stored.sha256, http::generated_sha256(size));
     let rec = &d.received_path("/upload/image")[0];
-    assert_eq!(rec.body_len, size + head.len() as u64 + tail.len() as u64);
+    assert!(
+        rec.body_len > size,
+        "the whole file went up in one rebuilt form"
+    );
+    let ct = rec.header("content-type").unwrap();
+    assert!(
+        ct.contains("boundary=comfywarden") && !ct.contains(boundary),
+        "the form is rebuilt, not forwarded raw: {ct}"
+    );
 }
 
 #[tokio::test]
@@ -110,7 +166,12 @@ async fn comfyui_down_gives_502_page_or_json() {
     let cookie = cookie_header(&token);
     let api = get(&w.url("/api/queue"), &[("cookie", &cookie)]).await;
     assert_eq!(api.status, 502);
-    assert!(api.json()["error"].as_str().unwrap().contains("unreachable"));
+    assert!(
+        api.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("unreachable")
+    );
     let page = get(&w.url("/"), &[("cookie", &cookie), ("accept", "text/html")]).await;
     assert_eq!(page.status, 502);
     assert!(page.text().contains("ComfyUI is unavailable"));

@@ -11,7 +11,10 @@ use tokio_tungstenite::tungstenite::Message;
 
 async fn setup() -> (Double, Warden, String) {
     let double = Double::start().await;
-    let w = Warden::start(&TestConfig::new(&double.url(), vec![TestUser::new("alice", "alice-pw", &["user"])]));
+    let w = Warden::start(&TestConfig::new(
+        &double.url(),
+        vec![TestUser::new("alice", "alice-pw", &["user"])],
+    ));
     let token = login(&w.url(""), "alice", "alice-pw").await;
     (double, w, token)
 }
@@ -19,14 +22,29 @@ async fn setup() -> (Double, Warden, String) {
 #[tokio::test]
 async fn a_run_is_relayed_frame_by_frame() {
     let (d, w, token) = setup().await;
-    d.put_file("input", "", "cat.png", include_bytes!("fixtures/cat.png").to_vec());
+    d.put_file(
+        "input",
+        "u_alice",
+        "cat.png",
+        include_bytes!("fixtures/cat.png").to_vec(),
+    );
     let cookie = cookie_header(&token);
-    let mut sock = ws::connect(w.addr, "/ws", &[("cookie", &cookie)]).await.expect("upgrade");
-    let status = ws::next_json(&mut sock, 10).await.expect("status on connect");
+    let mut sock = ws::connect(w.addr, "/ws", &[("cookie", &cookie)])
+        .await
+        .expect("upgrade");
+    let status = ws::next_json(&mut sock, 10)
+        .await
+        .expect("status on connect");
     assert_eq!(status["type"], "status");
     let sid = status["data"]["sid"].as_str().unwrap().to_string();
 
-    sock.send(Message::Text(json!({"type": "feature_flags", "data": {"supports_preview_metadata": true}}).to_string().into())).await.unwrap();
+    sock.send(Message::Text(
+        json!({"type": "feature_flags", "data": {"supports_preview_metadata": true}})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
     let flags = ws::next_json(&mut sock, 10).await.unwrap();
     assert_eq!(flags["type"], "feature_flags");
 
@@ -49,7 +67,9 @@ async fn a_run_is_relayed_frame_by_frame() {
             Message::Text(t) => {
                 let v: serde_json::Value = serde_json::from_str(&t).unwrap();
                 let ty = v["type"].as_str().unwrap().to_string();
-                let done = ty == "executing" && v["data"]["node"].is_null() && v["data"]["prompt_id"] == prompt_id.as_str();
+                let done = ty == "executing"
+                    && v["data"]["node"].is_null()
+                    && v["data"]["prompt_id"] == prompt_id.as_str();
                 types.push(ty);
                 if done {
                     break;
@@ -63,7 +83,10 @@ async fn a_run_is_relayed_frame_by_frame() {
         }
     }
     for expected in ["execution_start", "executed", "execution_success"] {
-        assert!(types.iter().any(|t| t == expected), "{expected} missing from {types:?}");
+        assert!(
+            types.iter().any(|t| t == expected),
+            "{expected} missing from {types:?}"
+        );
     }
     let start = types.iter().position(|t| t == "execution_start").unwrap();
     let success = types.iter().position(|t| t == "execution_success").unwrap();
@@ -80,7 +103,11 @@ async fn a_run_is_relayed_frame_by_frame() {
 async fn no_identity_no_socket() {
     let (d, w, _token) = setup().await;
     assert!(ws::connect(w.addr, "/ws", &[]).await.is_err());
-    assert!(ws::connect(w.addr, "/ws", &[("cookie", "comfy_warden_session=forged")]).await.is_err());
+    assert!(
+        ws::connect(w.addr, "/ws", &[("cookie", "comfy_warden_session=forged")])
+            .await
+            .is_err()
+    );
     assert!(d.ws_clients().is_empty());
 }
 
@@ -88,10 +115,23 @@ async fn no_identity_no_socket() {
 async fn upgrade_sends_no_origin_upstream() {
     let (d, w, token) = setup().await;
     let cookie = cookie_header(&token);
-    let mut sock = ws::connect(w.addr, "/api/ws?clientId=abc", &[("cookie", &cookie), ("origin", "http://evil.example")]).await.expect("upgrade");
-    assert_eq!(ws::next_json(&mut sock, 10).await.unwrap()["type"], "status");
+    let mut sock = ws::connect(
+        w.addr,
+        "/api/ws?clientId=abc",
+        &[("cookie", &cookie), ("origin", "http://evil.example")],
+    )
+    .await
+    .expect("upgrade");
+    assert_eq!(
+        ws::next_json(&mut sock, 10).await.unwrap()["type"],
+        "status"
+    );
     let up = d.received_path("/api/ws");
     assert_eq!(up.len(), 1);
     assert!(up[0].header("origin").is_none());
-    assert!(up[0].header("cookie").is_none_or(|c| !c.contains("comfy_warden_session")));
+    assert!(
+        up[0]
+            .header("cookie")
+            .is_none_or(|c| !c.contains("comfy_warden_session"))
+    );
 }

@@ -20,7 +20,9 @@ pub fn parse(headers: &http::HeaderMap) -> Option<(String, String)> {
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let raw = base64::engine::general_purpose::STANDARD.decode(rest.trim()).ok()?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .ok()?;
     let text = String::from_utf8(raw).ok()?;
     let (u, p) = text.split_once(':')?;
     Some((u.to_owned(), p.to_owned()))
@@ -35,12 +37,23 @@ impl BasicCache {
     pub fn new(secret: &[u8]) -> Self {
         let mut key = b"comfy-warden basic cache\0".to_vec();
         key.extend_from_slice(secret);
-        BasicCache { key, entries: Mutex::new(HashMap::new()) }
+        BasicCache {
+            key,
+            entries: Mutex::new(HashMap::new()),
+        }
     }
 
     fn fingerprint(&self, user: &str, password: &str, phc: &str) -> [u8; 32] {
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.key) else { return [0; 32] };
-        for part in [user.as_bytes(), b"\0", password.as_bytes(), b"\0", phc.as_bytes()] {
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.key) else {
+            return [0; 32];
+        };
+        for part in [
+            user.as_bytes(),
+            b"\0",
+            password.as_bytes(),
+            b"\0",
+            phc.as_bytes(),
+        ] {
             mac.update(part);
         }
         mac.finalize().into_bytes().into()
@@ -73,7 +86,10 @@ mod tests {
     #[test]
     fn parses_basic() {
         let mut h = http::HeaderMap::new();
-        h.insert("authorization", "Basic YWxpY2U6cHc6d2l0aDpjb2xvbnM=".parse().unwrap());
+        h.insert(
+            "authorization",
+            "Basic YWxpY2U6cHc6d2l0aDpjb2xvbnM=".parse().unwrap(),
+        );
         assert_eq!(parse(&h), Some(("alice".into(), "pw:with:colons".into())));
         h.insert("authorization", "Bearer x".parse().unwrap());
         assert_eq!(parse(&h), None);

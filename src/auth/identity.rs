@@ -60,7 +60,12 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Checks a token against the keys, the revocation list and the live user table.
-pub fn check_token(keys: &Keys, sessions: &SessionTable, snap: &Snapshot, token: &str) -> Option<(Arc<User>, Claims)> {
+pub fn check_token(
+    keys: &Keys,
+    sessions: &SessionTable,
+    snap: &Snapshot,
+    token: &str,
+) -> Option<(Arc<User>, Claims)> {
     let claims = keys.verify(token)?;
     if sessions.is_revoked(&claims.jti) {
         return None;
@@ -74,7 +79,9 @@ pub fn check_token(keys: &Keys, sessions: &SessionTable, snap: &Snapshot, token:
 
 /// Still valid under the (possibly reloaded) snapshot? Used by long-lived connections.
 pub fn still_valid(id: &Identity, snap: &Snapshot, sessions: &SessionTable) -> bool {
-    let Some(user) = snap.user(&id.user.name) else { return false };
+    let Some(user) = snap.user(&id.user.name) else {
+        return false;
+    };
     if user.disabled || user.token_version != id.user.token_version {
         return false;
     }
@@ -91,11 +98,21 @@ pub enum Refusal {
     Busy,
 }
 
-pub async fn authenticate(app: &App, snap: &Snapshot, headers: &HeaderMap, tls: bool) -> Result<Option<Identity>, Refusal> {
+pub async fn authenticate(
+    app: &App,
+    snap: &Snapshot,
+    headers: &HeaderMap,
+    tls: bool,
+) -> Result<Option<Identity>, Refusal> {
     if headers.contains_key(http::header::AUTHORIZATION) {
         if let Some(token) = bearer(headers) {
-            return Ok(check_token(&app.keys, &app.sessions, snap, token)
-                .map(|(user, claims)| Identity { user, source: Source::Bearer, claims: Some(claims) }));
+            return Ok(
+                check_token(&app.keys, &app.sessions, snap, token).map(|(user, claims)| Identity {
+                    user,
+                    source: Source::Bearer,
+                    claims: Some(claims),
+                }),
+            );
         }
         if snap.auth.basic
             && let Some((name, password)) = basic::parse(headers)
@@ -104,26 +121,51 @@ pub async fn authenticate(app: &App, snap: &Snapshot, headers: &HeaderMap, tls: 
         }
         return Ok(None);
     }
-    let Some(token) = session_cookie(headers, tls) else { return Ok(None) };
-    Ok(check_token(&app.keys, &app.sessions, snap, &token).map(|(user, claims)| Identity { user, source: Source::Cookie, claims: Some(claims) }))
+    let Some(token) = session_cookie(headers, tls) else {
+        return Ok(None);
+    };
+    Ok(
+        check_token(&app.keys, &app.sessions, snap, &token).map(|(user, claims)| Identity {
+            user,
+            source: Source::Cookie,
+            claims: Some(claims),
+        }),
+    )
 }
 
-async fn basic_identity(app: &App, snap: &Snapshot, name: &str, password: &str) -> Result<Option<Identity>, Refusal> {
+async fn basic_identity(
+    app: &App,
+    snap: &Snapshot,
+    name: &str,
+    password: &str,
+) -> Result<Option<Identity>, Refusal> {
     let user = snap.user(name).cloned();
     let stored: Option<String> = user.as_ref().and_then(|u| u.password_hash.clone());
     if let (Some(u), Some(phc)) = (&user, stored.as_deref())
         && !u.disabled
         && app.basic_cache.hit(name, password, phc)
     {
-        return Ok(Some(Identity { user: u.clone(), source: Source::Basic, claims: None }));
+        return Ok(Some(Identity {
+            user: u.clone(),
+            source: Source::Basic,
+            claims: None,
+        }));
     }
-    let ok = app.passwords.verify(stored.as_deref(), password).await.map_err(|_| Refusal::Busy)?;
+    let ok = app
+        .passwords
+        .verify(stored.as_deref(), password)
+        .await
+        .map_err(|_| Refusal::Busy)?;
     match user {
         Some(u) if ok && !u.disabled => {
             if let Some(phc) = stored.as_deref() {
                 app.basic_cache.remember(name, password, phc);
             }
-            Ok(Some(Identity { user: u, source: Source::Basic, claims: None }))
+            Ok(Some(Identity {
+                user: u,
+                source: Source::Basic,
+                claims: None,
+            }))
         }
         _ => Ok(None),
     }

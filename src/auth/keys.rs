@@ -11,11 +11,17 @@ const MIN_LEN: usize = 32;
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("{path}: cannot read the secret: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: the secret must hold at least {MIN_LEN} bytes")]
     TooShort { path: PathBuf },
     #[error("{path}: cannot create the secret: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 pub struct Secret {
@@ -25,7 +31,8 @@ pub struct Secret {
 
 impl Secret {
     pub fn from_bytes(bytes: Vec<u8>) -> Secret {
-        let kid = hex::encode(&Sha256::digest([b"comfy-warden kid\0".as_slice(), &bytes].concat())[..6]);
+        let kid =
+            hex::encode(&Sha256::digest([b"comfy-warden kid\0".as_slice(), &bytes].concat())[..6]);
         Secret { bytes, kid }
     }
 }
@@ -37,7 +44,11 @@ pub fn load_or_create(file: Option<&Path>, state_dir: &Path) -> Result<Secret, K
         None => {
             let path = state_dir.join(GENERATED_NAME);
             match read(&path) {
-                Err(KeyError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => create(&path),
+                Err(KeyError::Read { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    create(&path)
+                }
                 other => other,
             }
         }
@@ -45,7 +56,10 @@ pub fn load_or_create(file: Option<&Path>, state_dir: &Path) -> Result<Secret, K
 }
 
 fn read(path: &Path) -> Result<Secret, KeyError> {
-    let mut bytes = std::fs::read(path).map_err(|source| KeyError::Read { path: path.into(), source })?;
+    let mut bytes = std::fs::read(path).map_err(|source| KeyError::Read {
+        path: path.into(),
+        source,
+    })?;
     while bytes.last().is_some_and(|b| b.is_ascii_whitespace()) {
         bytes.pop();
     }
@@ -57,15 +71,25 @@ fn read(path: &Path) -> Result<Secret, KeyError> {
 
 fn create(path: &Path) -> Result<Secret, KeyError> {
     use std::os::unix::fs::OpenOptionsExt;
-    let err = |source| KeyError::Write { path: path.into(), source };
+    let err = |source| KeyError::Write {
+        path: path.into(),
+        source,
+    };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(err)?;
     }
     let mut raw = [0u8; 32];
     rand::fill(&mut raw);
     let text = hex::encode(raw);
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(err)?;
-    f.write_all(text.as_bytes()).and_then(|()| f.sync_all()).map_err(err)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(err)?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(err)?;
     tracing::info!(path = %path.display(), "generated a new signing secret");
     Ok(Secret::from_bytes(text.into_bytes()))
 }
@@ -82,7 +106,10 @@ mod tests {
         assert_eq!(a.bytes, b.bytes);
         assert_eq!(a.kid, b.kid);
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join(GENERATED_NAME)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join(GENERATED_NAME))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 
@@ -91,6 +118,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("s");
         std::fs::write(&p, "short\n").unwrap();
-        assert!(matches!(load_or_create(Some(&p), dir.path()), Err(KeyError::TooShort { .. })));
+        assert!(matches!(
+            load_or_create(Some(&p), dir.path()),
+            Err(KeyError::TooShort { .. })
+        ));
     }
 }

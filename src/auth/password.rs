@@ -1,7 +1,9 @@
 //! Password hashing and verification with argon2id. Verification runs on tokio's blocking pool
 //! behind a semaphore, so a flood of logins can use at most `hash_concurrency` threads and never
 //! starves the proxy; unknown users are verified against a dummy hash so timing says nothing.
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
+use argon2::password_hash::{
+    PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng,
+};
 use argon2::{Algorithm, Argon2, Params, Version};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,7 +24,9 @@ pub fn hash(password: &str) -> Result<String, argon2::password_hash::Error> {
 
 fn verify_blocking(phc: &str, password: &str) -> bool {
     match PasswordHash::new(phc) {
-        Ok(parsed) => Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok(),
+        Ok(parsed) => Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
         Err(_) => false,
     }
 }

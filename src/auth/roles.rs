@@ -88,7 +88,11 @@ impl PermSet {
     }
 
     pub fn names(self) -> Vec<&'static str> {
-        Permission::ALL.into_iter().filter(|p| self.has(*p)).map(Permission::name).collect()
+        Permission::ALL
+            .into_iter()
+            .filter(|p| self.has(*p))
+            .map(Permission::name)
+            .collect()
     }
 }
 
@@ -101,8 +105,14 @@ impl Default for Roles {
         use Permission::*;
         let mut m = BTreeMap::new();
         m.insert("admin".to_string(), PermSet::of(&Permission::ALL));
-        m.insert("power".to_string(), PermSet::of(&[Run, Upload, ApiTokens, Settings, FreeMemory, InterruptAny]));
-        m.insert("user".to_string(), PermSet::of(&[Run, Upload, ApiTokens, Settings]));
+        m.insert(
+            "power".to_string(),
+            PermSet::of(&[Run, Upload, ApiTokens, Settings, FreeMemory, InterruptAny]),
+        );
+        m.insert(
+            "user".to_string(),
+            PermSet::of(&[Run, Upload, ApiTokens, Settings]),
+        );
         m.insert("guest".to_string(), PermSet::of(&[Settings]));
         Roles(m)
     }

@@ -42,7 +42,10 @@ pub struct Keys {
 }
 
 pub fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl Keys {
@@ -60,7 +63,13 @@ impl Keys {
         }
     }
 
-    pub fn issue(&self, user: &str, version: u64, ttl: Duration, typ: TokenKind) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
+    pub fn issue(
+        &self,
+        user: &str,
+        version: u64,
+        ttl: Duration,
+        typ: TokenKind,
+    ) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
         let iat = now_secs();
         let claims = Claims {
             iss: ISSUER.into(),
@@ -74,7 +83,10 @@ impl Keys {
         };
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(self.kid.clone());
-        Ok((jsonwebtoken::encode(&header, &claims, &self.encoding)?, claims))
+        Ok((
+            jsonwebtoken::encode(&header, &claims, &self.encoding)?,
+            claims,
+        ))
     }
 
     /// Checks signature, algorithm, issuer, audience and expiry. Any failure is `None`.
@@ -86,7 +98,9 @@ impl Keys {
         if header.alg != Algorithm::HS256 || header.kid.as_deref() != Some(self.kid.as_str()) {
             return None;
         }
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).ok().map(|d| d.claims)
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .ok()
+            .map(|d| d.claims)
     }
 }
 
@@ -108,15 +122,27 @@ impl SessionTable {
     pub fn started(&self, claims: &Claims) {
         let mut a = self.active.lock().unwrap_or_else(|p| p.into_inner());
         a.retain(|_, s| s.expires > now_secs());
-        a.insert(claims.jti.clone(), ActiveSession { user: claims.sub.clone(), created: claims.iat, expires: claims.exp });
+        a.insert(
+            claims.jti.clone(),
+            ActiveSession {
+                user: claims.sub.clone(),
+                created: claims.iat,
+                expires: claims.exp,
+            },
+        );
     }
 
     /// Revokes one token until its expiry; returns the number of the user's sessions left.
     pub fn revoke(&self, claims: &Claims) -> usize {
-        self.revoked.lock().unwrap_or_else(|p| p.into_inner()).insert(claims.jti.clone(), claims.exp);
+        self.revoked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(claims.jti.clone(), claims.exp);
         let mut a = self.active.lock().unwrap_or_else(|p| p.into_inner());
         a.remove(&claims.jti);
-        a.values().filter(|s| s.user == claims.sub && s.expires > now_secs()).count()
+        a.values()
+            .filter(|s| s.user == claims.sub && s.expires > now_secs())
+            .count()
     }
 
     pub fn is_revoked(&self, jti: &str) -> bool {
@@ -127,8 +153,14 @@ impl SessionTable {
     /// Forgets revocations whose tokens have expired anyway.
     pub fn prune(&self) {
         let now = now_secs();
-        self.revoked.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, exp| *exp + 60 > now);
-        self.active.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, s| s.expires > now);
+        self.revoked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, exp| *exp + 60 > now);
+        self.active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, s| s.expires > now);
     }
 
     pub fn active(&self) -> Vec<ActiveSession> {
@@ -149,17 +181,25 @@ mod tests {
     #[test]
     fn round_trip() {
         let k = keys(1);
-        let (t, c) = k.issue("alice", 3, Duration::from_secs(60), TokenKind::Session).unwrap();
+        let (t, c) = k
+            .issue("alice", 3, Duration::from_secs(60), TokenKind::Session)
+            .unwrap();
         let v = k.verify(&t).unwrap();
         assert_eq!((v.sub.as_str(), v.ver, v.jti), ("alice", 3, c.jti));
     }
 
     #[test]
     fn foreign_key_and_tampering_refused() {
-        let (t, _) = keys(1).issue("alice", 1, Duration::from_secs(60), TokenKind::Session).unwrap();
+        let (t, _) = keys(1)
+            .issue("alice", 1, Duration::from_secs(60), TokenKind::Session)
+            .unwrap();
         assert!(keys(2).verify(&t).is_none());
         let (head, sig) = t.rsplit_once('.').unwrap();
-        let flipped = if sig.starts_with('A') { sig.replacen('A', "B", 1) } else { format!("A{}", &sig[1..]) };
+        let flipped = if sig.starts_with('A') {
+            sig.replacen('A', "B", 1)
+        } else {
+            format!("A{}", &sig[1..])
+        };
         assert!(keys(1).verify(&format!("{head}.{flipped}")).is_none());
     }
 
@@ -176,7 +216,10 @@ mod tests {
     #[test]
     fn expired_refused() {
         let k = keys(1);
-        let mut c = k.issue("a", 1, Duration::from_secs(60), TokenKind::Session).unwrap().1;
+        let mut c = k
+            .issue("a", 1, Duration::from_secs(60), TokenKind::Session)
+            .unwrap()
+            .1;
         c.exp = now_secs() - 120;
         c.iat = c.exp - 60;
         let mut h = Header::new(Algorithm::HS256);
@@ -188,7 +231,9 @@ mod tests {
     #[test]
     fn revocation() {
         let k = keys(1);
-        let (_, c) = k.issue("a", 1, Duration::from_secs(60), TokenKind::Session).unwrap();
+        let (_, c) = k
+            .issue("a", 1, Duration::from_secs(60), TokenKind::Session)
+            .unwrap();
         let t = SessionTable::default();
         t.started(&c);
         assert_eq!(t.active().len(), 1);

@@ -20,7 +20,9 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         ));
     }
     humantime::parse_duration(t).map_err(|e| {
-        format!("invalid duration {text:?} ({e}): write a number and a unit, such as 30s, 5m, 12h or 7d")
+        format!(
+            "invalid duration {text:?} ({e}): write a number and a unit, such as 30s, 5m, 12h or 7d"
+        )
     })
 }
 

@@ -37,8 +37,18 @@ impl fmt::Display for Located {
 }
 
 impl ConfigError {
-    pub fn at(file: &Path, line: Option<usize>, key: Option<String>, message: impl Into<String>) -> Self {
-        ConfigError::Invalid(Located { file: file.to_path_buf(), line, key, message: message.into() })
+    pub fn at(
+        file: &Path,
+        line: Option<usize>,
+        key: Option<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        ConfigError::Invalid(Located {
+            file: file.to_path_buf(),
+            line,
+            key,
+            message: message.into(),
+        })
     }
 
     /// Turns a TOML/serde error into a located one. Only toml's bare message is kept, never its
@@ -65,9 +75,14 @@ pub fn locate(source: &str, offset: usize) -> (Option<usize>, Option<String>) {
     let before = source.get(..offset).unwrap_or("");
     let line_no = before.matches('\n').count() + 1;
     let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
-    let line_end = source[line_start..].find('\n').map(|i| line_start + i).unwrap_or(source.len());
+    let line_end = source[line_start..]
+        .find('\n')
+        .map(|i| line_start + i)
+        .unwrap_or(source.len());
     let line = &source[line_start..line_end];
-    let key = line.split_once('=').map(|(k, _)| k.trim().trim_matches('"').to_string());
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches('"').to_string());
     let table = before[..line_start]
         .lines()
         .rev()
@@ -76,7 +91,8 @@ pub fn locate(source: &str, offset: usize) -> (Option<usize>, Option<String>) {
         .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
     let header_here = {
         let t = line.trim();
-        (t.starts_with('[') && t.ends_with(']')).then(|| t.trim_matches(|c| c == '[' || c == ']').trim().to_string())
+        (t.starts_with('[') && t.ends_with(']'))
+            .then(|| t.trim_matches(|c| c == '[' || c == ']').trim().to_string())
     };
     let full = match (table, key.filter(|k| !k.is_empty() && !k.starts_with('['))) {
         _ if header_here.is_some() => header_here,

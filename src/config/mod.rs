@@ -87,6 +87,28 @@ impl User {
     }
 }
 
+#[derive(Debug, Clone)]
+pub struct Tenancy {
+    pub max_queued_per_user: usize,
+    pub max_prompt_bytes: u64,
+    /// Allow-listed extra routes: `(path, is_prefix)`.
+    pub allow_routes: Vec<(String, bool)>,
+    /// Built-in node rules plus `[tenancy.nodes.*]`.
+    pub node_rules: crate::tenancy::nodes::NodeRules,
+}
+
+impl Tenancy {
+    pub fn allows_route(&self, path: &str) -> bool {
+        self.allow_routes.iter().any(|(p, prefix)| {
+            if *prefix {
+                path.starts_with(p.as_str())
+            } else {
+                path == p
+            }
+        })
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct IpRules {
     pub allow: Vec<IpNet>,
@@ -102,6 +124,7 @@ pub struct Snapshot {
     pub auth: Auth,
     pub files: Files,
     pub log: Log,
+    pub tenancy: Tenancy,
     pub users: HashMap<Arc<str>, Arc<User>>,
     pub roles: Roles,
     pub ip_rules: IpRules,
@@ -122,7 +145,10 @@ impl Snapshot {
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn parse<T: serde::de::DeserializeOwned>(path: &Path) -> Result<(T, String), ConfigError> {
@@ -132,7 +158,11 @@ fn parse<T: serde::de::DeserializeOwned>(path: &Path) -> Result<(T, String), Con
 }
 
 fn resolve(dir: &Path, p: &Path) -> PathBuf {
-    if p.is_absolute() { p.to_path_buf() } else { dir.join(p) }
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        dir.join(p)
+    }
 }
 
 /// Parses an address or network: `10.0.0.0/8`, `192.0.2.7`, `2001:db8::/32`.
@@ -141,20 +171,28 @@ pub fn parse_net(s: &str) -> Result<IpNet, String> {
     if let Ok(net) = s.parse::<IpNet>() {
         return Ok(net.trunc());
     }
-    s.parse::<IpAddr>()
-        .map(IpNet::from)
-        .map_err(|_| format!("{s:?} is not an IP address or CIDR network (like 10.0.0.0/8 or 2001:db8::/32)"))
+    s.parse::<IpAddr>().map(IpNet::from).map_err(|_| {
+        format!("{s:?} is not an IP address or CIDR network (like 10.0.0.0/8 or 2001:db8::/32)")
+    })
 }
 
 /// Loads and validates the configuration directory `dir`.
 pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
-    let dir = std::fs::canonicalize(dir).map_err(|source| ConfigError::Io { path: dir.to_path_buf(), source })?;
+    let dir = std::fs::canonicalize(dir).map_err(|source| ConfigError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     let main_path = dir.join(MAIN_FILE);
     let (w, wtext): (raw::WardenFile, String) = parse(&main_path)?;
 
     let mut listen = Vec::new();
     if w.server.listen.is_empty() {
-        return Err(ConfigError::at(&main_path, None, Some("server.listen".into()), "at least one address is needed"));
+        return Err(ConfigError::at(
+            &main_path,
+            None,
+            Some("server.listen".into()),
+            "at least one address is needed",
+        ));
     }
     for l in &w.server.listen {
         let v = l.get_ref().trim();
@@ -162,14 +200,23 @@ pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
             Listen::Systemd
         } else {
             let addr: SocketAddr = v.parse().map_err(|_| {
-                ConfigError::at_offset(&main_path, &wtext, l.span().start, format!("{v:?} is not an address like 0.0.0.0:8443 or [::]:8443, nor \"systemd\""))
+                ConfigError::at_offset(
+                    &main_path,
+                    &wtext,
+                    l.span().start,
+                    format!(
+                        "{v:?} is not an address like 0.0.0.0:8443 or [::]:8443, nor \"systemd\""
+                    ),
+                )
             })?;
             if !addr.ip().is_loopback() && !w.server.allow_plain_http {
                 return Err(ConfigError::at_offset(
                     &main_path,
                     &wtext,
                     l.span().start,
-                    format!("{addr} is not a loopback address: plain HTTP would expose passwords and sessions; put TLS in front and set server.allow_plain_http = true"),
+                    format!(
+                        "{addr} is not a loopback address: plain HTTP would expose passwords and sessions; put TLS in front and set server.allow_plain_http = true"
+                    ),
                 ));
             }
             Listen::Tcp(addr)
@@ -180,20 +227,32 @@ pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
         .server
         .trusted_proxies
         .iter()
-        .map(|s| parse_net(s.get_ref()).map_err(|m| ConfigError::at_offset(&main_path, &wtext, s.span().start, m)))
+        .map(|s| {
+            parse_net(s.get_ref())
+                .map_err(|m| ConfigError::at_offset(&main_path, &wtext, s.span().start, m))
+        })
         .collect::<Result<Vec<_>, _>>()?;
 
     let upstream = {
         let u = &w.upstream.url;
-        let bad = |m: &str| ConfigError::at_offset(&main_path, &wtext, u.span().start, m.to_string());
-        let uri: http::Uri = u.get_ref().parse().map_err(|_| bad("not a URL like http://127.0.0.1:8188"))?;
+        let bad =
+            |m: &str| ConfigError::at_offset(&main_path, &wtext, u.span().start, m.to_string());
+        let uri: http::Uri = u
+            .get_ref()
+            .parse()
+            .map_err(|_| bad("not a URL like http://127.0.0.1:8188"))?;
         if uri.scheme_str() != Some("http") {
-            return Err(bad("ComfyUI is reached over plain http on a private address: use http://HOST:PORT"));
+            return Err(bad(
+                "ComfyUI is reached over plain http on a private address: use http://HOST:PORT",
+            ));
         }
         if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
             return Err(bad("give only scheme, host and port (no path)"));
         }
-        let authority = uri.authority().cloned().ok_or_else(|| bad("the URL needs a host"))?;
+        let authority = uri
+            .authority()
+            .cloned()
+            .ok_or_else(|| bad("the URL needs a host"))?;
         let base = http::Uri::builder()
             .scheme("http")
             .authority(authority.clone())
@@ -216,11 +275,20 @@ pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
         hash_concurrency: w
             .auth
             .hash_concurrency
-            .unwrap_or_else(|| 2 * std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
+            .unwrap_or_else(|| {
+                2 * std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(2)
+            })
             .max(1),
     };
     if auth.session_ttl > auth.max_token_ttl {
-        return Err(ConfigError::at(&main_path, None, Some("auth.session_ttl".into()), "must not be longer than auth.max_token_ttl"));
+        return Err(ConfigError::at(
+            &main_path,
+            None,
+            Some("auth.session_ttl".into()),
+            "must not be longer than auth.max_token_ttl",
+        ));
     }
     let files = Files {
         users: resolve(&dir, &w.files.users),
@@ -229,8 +297,50 @@ pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
         state_dir: resolve(&dir, &w.files.state_dir),
     };
     if tracing_subscriber::EnvFilter::try_new(&w.log.level).is_err() {
-        return Err(ConfigError::at(&main_path, None, Some("log.level".into()), "not a level like info, debug or comfy_warden=debug"));
+        return Err(ConfigError::at(
+            &main_path,
+            None,
+            Some("log.level".into()),
+            "not a level like info, debug or comfy_warden=debug",
+        ));
     }
+
+    let mut allow_routes = Vec::new();
+    for r in &w.tenancy.allow_routes {
+        let v = r.get_ref();
+        let (path, prefix) = match v.strip_suffix('*') {
+            Some(p) => (p, true),
+            None => (v.as_str(), false),
+        };
+        if !path.starts_with('/') || path.contains("..") || path.contains('*') || path.len() < 2 {
+            return Err(ConfigError::at_offset(
+                &main_path,
+                &wtext,
+                r.span().start,
+                format!("{v:?} is not a route like \"/my_node/status\" or \"/my_node/*\""),
+            ));
+        }
+        allow_routes.push((path.to_owned(), prefix));
+    }
+    let mut node_rules = std::collections::BTreeMap::new();
+    for (class, rule) in &w.tenancy.nodes {
+        let at = |m: String| ConfigError::at_offset(&main_path, &wtext, rule.span().start, m);
+        rule.get_ref()
+            .check()
+            .map_err(|m| at(format!("[tenancy.nodes.{class}]: {m}")))?;
+        if !rule.get_ref().is_declared() && !rule.get_ref().denied {
+            return Err(at(format!(
+                "[tenancy.nodes.{class}] must say how the class touches files: pure = true, or the inputs that carry paths"
+            )));
+        }
+        node_rules.insert(class.clone(), rule.get_ref().clone());
+    }
+    let tenancy = Tenancy {
+        max_queued_per_user: w.tenancy.max_queued_per_user,
+        max_prompt_bytes: w.tenancy.max_prompt_bytes,
+        allow_routes,
+        node_rules: crate::tenancy::nodes::NodeRules::with_config(&node_rules),
+    };
 
     let roles = load_roles(files.roles.as_deref())?;
     let users = load_users(&files.users, &roles)?;
@@ -242,7 +352,11 @@ pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
         upstream,
         auth,
         files,
-        log: Log { format: w.log.format, level: w.log.level },
+        log: Log {
+            format: w.log.format,
+            level: w.log.level,
+        },
+        tenancy,
         users,
         roles,
         ip_rules,
@@ -265,13 +379,27 @@ fn load_roles(path: Option<&Path>) -> Result<Roles, ConfigError> {
     let (f, text): (raw::RolesFile, String) = parse(path)?;
     for (name, role) in f.roles {
         if !valid_name(name.get_ref()) {
-            return Err(ConfigError::at_offset(path, &text, name.span().start, "role names use letters, digits, '_' and '-'"));
+            return Err(ConfigError::at_offset(
+                path,
+                &text,
+                name.span().start,
+                "role names use letters, digits, '_' and '-'",
+            ));
         }
         let mut set = PermSet::EMPTY;
         for p in &role.permissions {
             let perm = Permission::parse(p.get_ref()).ok_or_else(|| {
                 let known: Vec<_> = Permission::ALL.iter().map(|p| p.name()).collect();
-                ConfigError::at_offset(path, &text, p.span().start, format!("unknown permission {:?}; known: {}", p.get_ref(), known.join(", ")))
+                ConfigError::at_offset(
+                    path,
+                    &text,
+                    p.span().start,
+                    format!(
+                        "unknown permission {:?}; known: {}",
+                        p.get_ref(),
+                        known.join(", ")
+                    ),
+                )
             })?;
             set = set.with(perm);
         }
@@ -285,7 +413,8 @@ pub fn valid_name(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 64
         && !n.starts_with(['.', '-'])
-        && n.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'@' | b'-'))
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'@' | b'-'))
 }
 
 fn load_users(path: &Path, roles: &Roles) -> Result<HashMap<Arc<str>, Arc<User>>, ConfigError> {
@@ -295,12 +424,25 @@ fn load_users(path: &Path, roles: &Roles) -> Result<HashMap<Arc<str>, Arc<User>>
     for (name, u) in f.users {
         let at = |off: usize, m: String| ConfigError::at_offset(path, &text, off, m);
         if !valid_name(name.get_ref()) {
-            return Err(at(name.span().start, format!("{:?} is not a valid user name: use 1-64 of A-Z a-z 0-9 . _ @ -", name.get_ref())));
+            return Err(at(
+                name.span().start,
+                format!(
+                    "{:?} is not a valid user name: use 1-64 of A-Z a-z 0-9 . _ @ -",
+                    name.get_ref()
+                ),
+            ));
         }
         let mut perms = PermSet::EMPTY;
         for r in &u.roles {
             let set = roles.get(r.get_ref()).ok_or_else(|| {
-                at(r.span().start, format!("unknown role {:?}; known: {}", r.get_ref(), roles.names().collect::<Vec<_>>().join(", ")))
+                at(
+                    r.span().start,
+                    format!(
+                        "unknown role {:?}; known: {}",
+                        r.get_ref(),
+                        roles.names().collect::<Vec<_>>().join(", ")
+                    ),
+                )
             })?;
             perms = perms.union(set);
         }
@@ -308,14 +450,20 @@ fn load_users(path: &Path, roles: &Roles) -> Result<HashMap<Arc<str>, Arc<User>>
             Some(ns) => {
                 let v = ns.get_ref();
                 if !crate::tenancy::namespace::valid_override(v) {
-                    return Err(at(ns.span().start, format!("namespace {v:?} must be u_ followed by 1-60 of a-z 0-9 _ -")));
+                    return Err(at(
+                        ns.span().start,
+                        format!("namespace {v:?} must be u_ followed by 1-60 of a-z 0-9 _ -"),
+                    ));
                 }
                 v.clone()
             }
             None => crate::tenancy::namespace::derive(name.get_ref()),
         };
         if let Some(other) = namespaces.insert(namespace.clone(), name.get_ref().clone()) {
-            return Err(at(name.span().start, format!("namespace {namespace:?} is already used by user {other:?}")));
+            return Err(at(
+                name.span().start,
+                format!("namespace {namespace:?} is already used by user {other:?}"),
+            ));
         }
         let name: Arc<str> = Arc::from(name.into_inner());
         users.insert(
@@ -335,12 +483,20 @@ fn load_users(path: &Path, roles: &Roles) -> Result<HashMap<Arc<str>, Arc<User>>
 }
 
 fn load_ip_rules(path: Option<&Path>) -> Result<IpRules, ConfigError> {
-    let Some(path) = path else { return Ok(IpRules::default()) };
+    let Some(path) = path else {
+        return Ok(IpRules::default());
+    };
     let (f, text): (raw::IpRulesFile, String) = parse(path)?;
     let nets = |v: &[toml::Spanned<String>]| {
         v.iter()
-            .map(|s| parse_net(s.get_ref()).map_err(|m| ConfigError::at_offset(path, &text, s.span().start, m)))
+            .map(|s| {
+                parse_net(s.get_ref())
+                    .map_err(|m| ConfigError::at_offset(path, &text, s.span().start, m))
+            })
             .collect::<Result<Vec<_>, _>>()
     };
-    Ok(IpRules { allow: nets(&f.allow)?, deny: nets(&f.deny)? })
+    Ok(IpRules {
+        allow: nets(&f.allow)?,
+        deny: nets(&f.deny)?,
+    })
 }

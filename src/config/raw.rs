@@ -20,6 +20,45 @@ pub struct WardenFile {
     pub files: RawFiles,
     #[serde(default)]
     pub log: RawLog,
+    #[serde(default)]
+    pub tenancy: RawTenancy,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTenancy {
+    /// Queued + running prompts one user may have at once (0 = no limit).
+    #[serde(default = "default_max_queued")]
+    pub max_queued_per_user: usize,
+    /// Largest `POST /prompt` body in bytes.
+    #[serde(default = "default_max_prompt_bytes")]
+    pub max_prompt_bytes: u64,
+    /// Extra ComfyUI routes (custom nodes' own endpoints) every signed-in user may use:
+    /// exact paths, or prefixes ending in `*`.
+    #[serde(default)]
+    pub allow_routes: Vec<Spanned<String>>,
+    /// Rules for custom and API node classes: `[tenancy.nodes.<Class>]`. Listing a class is what
+    /// allows non-admins to use it.
+    #[serde(default)]
+    pub nodes: BTreeMap<String, Spanned<crate::tenancy::nodes::NodeRule>>,
+}
+
+impl Default for RawTenancy {
+    fn default() -> Self {
+        RawTenancy {
+            max_queued_per_user: default_max_queued(),
+            max_prompt_bytes: default_max_prompt_bytes(),
+            allow_routes: Vec::new(),
+            nodes: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_max_queued() -> usize {
+    8
+}
+fn default_max_prompt_bytes() -> u64 {
+    32 << 20
 }
 
 #[derive(Debug, Deserialize)]
@@ -119,7 +158,12 @@ pub struct RawFiles {
 
 impl Default for RawFiles {
     fn default() -> Self {
-        RawFiles { users: default_users_file(), roles: None, ip_rules: None, state_dir: default_state_dir() }
+        RawFiles {
+            users: default_users_file(),
+            roles: None,
+            ip_rules: None,
+            state_dir: default_state_dir(),
+        }
     }
 }
 
@@ -149,7 +193,10 @@ pub struct RawLog {
 
 impl Default for RawLog {
     fn default() -> Self {
-        RawLog { format: LogFormat::Text, level: default_log_level() }
+        RawLog {
+            format: LogFormat::Text,
+            level: default_log_level(),
+        }
     }
 }
 
@@ -192,7 +239,9 @@ pub struct PhcHash(pub String);
 impl<'de> Deserialize<'de> for PhcHash {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        check_phc(&s).map(|()| PhcHash(s)).map_err(serde::de::Error::custom)
+        check_phc(&s)
+            .map(|()| PhcHash(s))
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -203,7 +252,8 @@ pub fn check_phc(s: &str) -> Result<(), String> {
     if parsed.algorithm.as_str() != "argon2id" || parsed.hash.is_none() || parsed.salt.is_none() {
         return Err(HELP.into());
     }
-    argon2::Params::try_from(&parsed).map_err(|e| format!("password_hash has unusable argon2 parameters: {e}"))?;
+    argon2::Params::try_from(&parsed)
+        .map_err(|e| format!("password_hash has unusable argon2 parameters: {e}"))?;
     Ok(())
 }
 

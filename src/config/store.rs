@@ -32,7 +32,11 @@ impl ConfigStore {
             dir: snapshot.dir.clone(),
             current: ArcSwap::from_pointee(snapshot),
             generation,
-            status: Mutex::new(ReloadStatus { at: SystemTime::now(), ok: true, error: None }),
+            status: Mutex::new(ReloadStatus {
+                at: SystemTime::now(),
+                ok: true,
+                error: None,
+            }),
             reload_lock: Mutex::new(()),
         }
     }
@@ -85,6 +89,8 @@ fn warn_restart_needed(old: &Snapshot, new: &Snapshot) {
         tracing::warn!("server.listen changed: the new addresses take effect after a restart");
     }
     if old.files.state_dir != new.files.state_dir || old.auth.secret_file != new.auth.secret_file {
-        tracing::warn!("files.state_dir or auth.secret_file changed: this takes effect after a restart");
+        tracing::warn!(
+            "files.state_dir or auth.secret_file changed: this takes effect after a restart"
+        );
     }
 }

@@ -24,18 +24,25 @@ pub fn spawn(
 ) -> notify::Result<WatchGuard> {
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
     let files: BTreeSet<PathBuf> = store.get().source_files().into_iter().collect();
-    let names: BTreeSet<std::ffi::OsString> = files.iter().filter_map(|p| p.file_name().map(|n| n.to_owned())).collect();
+    let names: BTreeSet<std::ffi::OsString> = files
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_owned()))
+        .collect();
     let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
         if let Ok(ev) = ev {
             let relevant = ev.paths.iter().any(|p| {
-                p.file_name().is_some_and(|n| names.contains(n) || n.to_string_lossy().starts_with("..data"))
+                p.file_name()
+                    .is_some_and(|n| names.contains(n) || n.to_string_lossy().starts_with("..data"))
             }) || ev.paths.is_empty();
             if relevant && !matches!(ev.kind, notify::EventKind::Access(_)) {
                 let _ = tx.send(());
             }
         }
     })?;
-    let dirs: BTreeSet<PathBuf> = files.iter().filter_map(|p| p.parent().map(|d| d.to_path_buf())).collect();
+    let dirs: BTreeSet<PathBuf> = files
+        .iter()
+        .filter_map(|p| p.parent().map(|d| d.to_path_buf()))
+        .collect();
     for d in &dirs {
         watcher.watch(d, RecursiveMode::NonRecursive)?;
     }
@@ -45,9 +52,11 @@ pub fn spawn(
             tokio::time::sleep(DEBOUNCE).await;
             while rx.try_recv().is_ok() {}
             let store = store.clone();
-            let result = tokio::task::spawn_blocking(move || store.reload().map(|_| ()).map_err(|e| e.to_string()))
-                .await
-                .unwrap_or_else(|e| Err(format!("reload task failed: {e}")));
+            let result = tokio::task::spawn_blocking(move || {
+                store.reload().map(|_| ()).map_err(|e| e.to_string())
+            })
+            .await
+            .unwrap_or_else(|e| Err(format!("reload task failed: {e}")));
             on_reload(&result);
         }
     });

@@ -11,7 +11,10 @@ use std::net::{IpAddr, SocketAddr};
 
 pub fn normalise(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
         v4 => v4,
     }
 }
@@ -49,7 +52,9 @@ fn forwarded_chain(headers: &HeaderMap) -> Option<Result<Vec<IpAddr>, ()>> {
     if !xff.is_empty() {
         let mut out = Vec::new();
         for v in xff {
-            let Ok(s) = v.to_str() else { return Some(Err(())) };
+            let Ok(s) = v.to_str() else {
+                return Some(Err(()));
+            };
             for part in s.split(',') {
                 match parse_hop(part.trim()) {
                     Some(ip) => out.push(ip),
@@ -65,7 +70,9 @@ fn forwarded_chain(headers: &HeaderMap) -> Option<Result<Vec<IpAddr>, ()>> {
     }
     let mut out = Vec::new();
     for v in fwd {
-        let Ok(s) = v.to_str() else { return Some(Err(())) };
+        let Ok(s) = v.to_str() else {
+            return Some(Err(()));
+        };
         for element in s.split(',') {
             let for_value = element
                 .split(';')
@@ -100,7 +107,10 @@ mod tests {
     fn h(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut m = HeaderMap::new();
         for (k, v) in pairs {
-            m.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+            m.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
         m
     }
@@ -113,7 +123,11 @@ mod tests {
 
     #[test]
     fn untrusted_peer_ignores_headers() {
-        let r = resolve(peer("203.0.113.9:1234"), &h(&[("x-forwarded-for", "10.1.1.1")]), &nets(&["10.0.0.0/8"]));
+        let r = resolve(
+            peer("203.0.113.9:1234"),
+            &h(&[("x-forwarded-for", "10.1.1.1")]),
+            &nets(&["10.0.0.0/8"]),
+        );
         assert_eq!(r, "203.0.113.9".parse::<IpAddr>().unwrap());
     }
 
@@ -126,32 +140,57 @@ mod tests {
 
     #[test]
     fn several_header_lines_are_one_list() {
-        let hdr = h(&[("x-forwarded-for", "6.6.6.6"), ("x-forwarded-for", "198.51.100.7")]);
-        assert_eq!(resolve(peer("10.0.0.1:1"), &hdr, &nets(&["10.0.0.0/8"])), "198.51.100.7".parse::<IpAddr>().unwrap());
+        let hdr = h(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-for", "198.51.100.7"),
+        ]);
+        assert_eq!(
+            resolve(peer("10.0.0.1:1"), &hdr, &nets(&["10.0.0.0/8"])),
+            "198.51.100.7".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]
     fn malformed_falls_back_to_peer() {
         let hdr = h(&[("x-forwarded-for", "198.51.100.7, not-an-ip")]);
-        assert_eq!(resolve(peer("10.0.0.1:1"), &hdr, &nets(&["10.0.0.0/8"])), "10.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            resolve(peer("10.0.0.1:1"), &hdr, &nets(&["10.0.0.0/8"])),
+            "10.0.0.1".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]
     fn forwarded_header_and_ipv6() {
-        let hdr = h(&[("forwarded", "for=\"[2001:db8::7]:4711\";proto=https, for=10.0.0.3")]);
-        assert_eq!(resolve(peer("10.0.0.1:1"), &hdr, &nets(&["10.0.0.0/8"])), "2001:db8::7".parse::<IpAddr>().unwrap());
+        let hdr = h(&[(
+            "forwarded",
+            "for=\"[2001:db8::7]:4711\";proto=https, for=10.0.0.3",
+        )]);
+        assert_eq!(
+            resolve(peer("10.0.0.1:1"), &hdr, &nets(&["10.0.0.0/8"])),
+            "2001:db8::7".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]
     fn v4_mapped_peer_is_v4() {
-        let r = resolve(peer("[::ffff:10.0.0.1]:1"), &h(&[("x-forwarded-for", "198.51.100.7")]), &nets(&["10.0.0.0/8"]));
+        let r = resolve(
+            peer("[::ffff:10.0.0.1]:1"),
+            &h(&[("x-forwarded-for", "198.51.100.7")]),
+            &nets(&["10.0.0.0/8"]),
+        );
         assert_eq!(r, "198.51.100.7".parse::<IpAddr>().unwrap());
-        assert_eq!(resolve(peer("[::ffff:192.0.2.1]:1"), &HeaderMap::new(), &[]), "192.0.2.1".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            resolve(peer("[::ffff:192.0.2.1]:1"), &HeaderMap::new(), &[]),
+            "192.0.2.1".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]
     fn all_trusted_gives_leftmost() {
         let hdr = h(&[("x-forwarded-for", "10.9.9.9, 10.0.0.2")]);
-        assert_eq!(resolve(peer("10.0.0.1:1"), &hdr, &nets(&["10.0.0.0/8"])), "10.9.9.9".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            resolve(peer("10.0.0.1:1"), &hdr, &nets(&["10.0.0.0/8"])),
+            "10.9.9.9".parse::<IpAddr>().unwrap()
+        );
     }
 }

@@ -26,10 +26,16 @@ mod tests {
     fn matrix() {
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         assert!(admits(&rules(&[], &[]), ip("198.51.100.1")));
-        assert!(!admits(&rules(&[], &["198.51.100.0/24"]), ip("198.51.100.1")));
+        assert!(!admits(
+            &rules(&[], &["198.51.100.0/24"]),
+            ip("198.51.100.1")
+        ));
         assert!(admits(&rules(&["10.0.0.0/8"], &[]), ip("10.2.3.4")));
         assert!(!admits(&rules(&["10.0.0.0/8"], &[]), ip("11.2.3.4")));
-        assert!(!admits(&rules(&["10.0.0.0/8"], &["10.2.0.0/16"]), ip("10.2.3.4")));
+        assert!(!admits(
+            &rules(&["10.0.0.0/8"], &["10.2.0.0/16"]),
+            ip("10.2.3.4")
+        ));
         assert!(admits(&rules(&["10.0.0.0/8"], &[]), ip("::ffff:10.2.3.4")));
     }
 }

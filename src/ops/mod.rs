@@ -1,2 +1,3 @@
 //! Operations: systemd integration (sd-notify, socket activation, watchdog).
+pub mod snapshot;
 pub mod systemd;

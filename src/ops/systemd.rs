@@ -22,7 +22,10 @@ pub fn reloading() {
 }
 
 pub fn stopping() {
-    send(&[NotifyState::Stopping, NotifyState::Status("draining connections")]);
+    send(&[
+        NotifyState::Stopping,
+        NotifyState::Status("draining connections"),
+    ]);
 }
 
 pub fn status(text: &str) {
@@ -49,7 +52,9 @@ pub fn listeners() -> Result<Vec<tokio::net::TcpListener>, String> {
         // SAFETY: systemd hands these descriptors to this process for its exclusive use; each
         // is wrapped exactly once.
         let std_listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
-        std_listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+        std_listener
+            .set_nonblocking(true)
+            .map_err(|e| e.to_string())?;
         out.push(tokio::net::TcpListener::from_std(std_listener).map_err(|e| e.to_string())?);
     }
     Ok(out)

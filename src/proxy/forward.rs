@@ -1,43 +1,112 @@
-//! Forwards one HTTP request to ComfyUI and streams the answer back. Bodies are never buffered
-//! here: the client's body goes up as it arrives and ComfyUI's comes down the same way.
+//! Forwards requests to ComfyUI. Bodies are never buffered here: the client's body goes up as
+//! it arrives and ComfyUI's comes down the same way. Tenancy handlers use the same pieces to
+//! forward a rewritten request, or to make their own small JSON calls (`call`).
 use super::headers::{self, Forwarding};
+use super::upstream::UpstreamError;
 use crate::app::App;
 use crate::body::{self, Body};
 use crate::config::Snapshot;
-use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header};
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use std::net::IpAddr;
 
-pub async fn forward(app: &App, snap: &Snapshot, req: Request<Incoming>, client_ip: IpAddr, tls: bool) -> Response<Body> {
-    let wants_html = body::wants_html(req.headers());
-    let (mut parts, incoming) = req.into_parts();
-    let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_owned();
-    let uri = match Uri::builder()
+/// The largest ComfyUI answer comfy-warden reads whole (to filter it).
+pub const MAX_FILTERED_BODY: usize = 256 << 20;
+
+/// The name of the header that tells ComfyUI (started with --multi-user) which user this is.
+pub const COMFY_USER: &str = "comfy-user";
+
+fn upstream_uri(snap: &Snapshot, path_and_query: &str) -> Result<Uri, http::Error> {
+    Uri::builder()
         .scheme("http")
         .authority(snap.upstream.authority.clone())
         .path_and_query(path_and_query)
         .build()
-    {
-        Ok(u) => u,
-        Err(_) => return body::error_json(StatusCode::BAD_REQUEST, "the request path is not valid"),
-    };
+}
+
+/// Turns the client's request head into ComfyUI's: cleaned headers (see `headers`), forwarding
+/// headers, Host, the given path and query, and exactly one `comfy-user` when given.
+pub fn upstream_parts(
+    snap: &Snapshot,
+    parts: &mut Parts,
+    path_and_query: &str,
+    client_ip: IpAddr,
+    tls: bool,
+    comfy_user: Option<&HeaderValue>,
+) -> Result<(), http::Error> {
     let host = parts.headers.get(header::HOST).cloned().or_else(|| {
-        parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
-    headers::to_upstream(&mut parts.headers, &Forwarding { client_ip, tls, host: host.as_ref() });
+    headers::to_upstream(
+        &mut parts.headers,
+        &Forwarding {
+            client_ip,
+            tls,
+            host: host.as_ref(),
+        },
+    );
     if let Ok(h) = HeaderValue::from_str(snap.upstream.authority.as_str()) {
         parts.headers.insert(header::HOST, h);
     }
-    parts.uri = uri;
+    if let Some(u) = comfy_user {
+        parts.headers.insert(COMFY_USER, u.clone());
+    }
+    parts.uri = upstream_uri(snap, path_and_query)?;
     parts.version = Version::HTTP_11;
-    let upstream_req = Request::from_parts(parts, body::stream(incoming));
+    Ok(())
+}
 
-    match app.upstream.send(upstream_req, snap.upstream.response_timeout).await {
-        Ok(resp) => {
-            let (mut parts, incoming) = resp.into_parts();
-            headers::to_client(&mut parts.headers);
-            Response::from_parts(parts, body::stream(incoming))
-        }
+/// Sends a prepared request; ComfyUI's answer streams back with hop-by-hop headers removed.
+pub async fn send(
+    app: &App,
+    snap: &Snapshot,
+    parts: Parts,
+    body: Body,
+) -> Result<Response<Incoming>, UpstreamError> {
+    let mut resp = app
+        .upstream
+        .send(
+            Request::from_parts(parts, body),
+            snap.upstream.response_timeout,
+        )
+        .await?;
+    headers::to_client(resp.headers_mut());
+    Ok(resp)
+}
+
+pub fn stream_back(resp: Response<Incoming>) -> Response<Body> {
+    let (parts, incoming) = resp.into_parts();
+    Response::from_parts(parts, body::stream(incoming))
+}
+
+/// Forwards the request as it is (path and query untouched), with the given `comfy-user`.
+pub async fn forward(
+    app: &App,
+    snap: &Snapshot,
+    req: Request<Incoming>,
+    client_ip: IpAddr,
+    tls: bool,
+    comfy_user: Option<&HeaderValue>,
+) -> Response<Body> {
+    let wants_html = body::wants_html(req.headers());
+    let (mut parts, incoming) = req.into_parts();
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_owned();
+    if upstream_parts(snap, &mut parts, &pq, client_ip, tls, comfy_user).is_err() {
+        return body::error_json(StatusCode::BAD_REQUEST, "the request path is not valid");
+    }
+    match send(app, snap, parts, body::stream(incoming)).await {
+        Ok(resp) => stream_back(resp),
         Err(e) => {
             tracing::warn!(error = %e, "upstream request failed");
             unreachable_answer(wants_html, &e)
@@ -45,18 +114,72 @@ pub async fn forward(app: &App, snap: &Snapshot, req: Request<Incoming>, client_
     }
 }
 
+/// Reads a whole (bounded) upstream body.
+pub async fn read_body(
+    resp: Response<Incoming>,
+) -> Result<(http::response::Parts, Bytes), UpstreamError> {
+    let (parts, incoming) = resp.into_parts();
+    let bytes = Limited::new(incoming, MAX_FILTERED_BODY)
+        .collect()
+        .await
+        .map_err(|e| UpstreamError::Unreachable(format!("reading ComfyUI's answer: {e}")))?
+        .to_bytes();
+    Ok((parts, bytes))
+}
+
+/// comfy-warden's own call to ComfyUI (not on behalf of a client request's body).
+pub async fn call(
+    app: &App,
+    snap: &Snapshot,
+    method: Method,
+    path_and_query: &str,
+    comfy_user: Option<&HeaderValue>,
+    json: Option<&serde_json::Value>,
+) -> Result<(StatusCode, HeaderMap, Bytes), UpstreamError> {
+    let uri = upstream_uri(snap, path_and_query)
+        .map_err(|e| UpstreamError::Unreachable(e.to_string()))?;
+    let mut b = Request::builder().method(method).uri(uri);
+    if let Ok(h) = HeaderValue::from_str(snap.upstream.authority.as_str()) {
+        b = b.header(header::HOST, h);
+    }
+    if let Some(u) = comfy_user {
+        b = b.header(COMFY_USER, u.clone());
+    }
+    let body = match json {
+        Some(v) => {
+            b = b.header(header::CONTENT_TYPE, "application/json");
+            body::full(serde_json::to_vec(v).unwrap_or_default())
+        }
+        None => body::empty(),
+    };
+    let req = b
+        .body(body)
+        .map_err(|e| UpstreamError::Unreachable(e.to_string()))?;
+    let resp = app
+        .upstream
+        .send(req, snap.upstream.response_timeout)
+        .await?;
+    let (parts, bytes) = read_body(resp).await?;
+    Ok((parts.status, parts.headers, bytes))
+}
+
 /// 502 (or 504 on timeout) with a short page or JSON saying ComfyUI cannot be reached.
-pub fn unreachable_answer(wants_html: bool, e: &super::upstream::UpstreamError) -> Response<Body> {
+pub fn unreachable_answer(wants_html: bool, e: &UpstreamError) -> Response<Body> {
     let status = match e {
-        super::upstream::UpstreamError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-        super::upstream::UpstreamError::Unreachable(_) => StatusCode::BAD_GATEWAY,
+        UpstreamError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        UpstreamError::Unreachable(_) => StatusCode::BAD_GATEWAY,
     };
     let message = match status {
         StatusCode::GATEWAY_TIMEOUT => "ComfyUI did not answer in time. Please try again.",
-        _ => "ComfyUI is unreachable right now. It may be starting or restarting; please try again shortly.",
+        _ => {
+            "ComfyUI is unreachable right now. It may be starting or restarting; please try again shortly."
+        }
     };
     if wants_html {
-        body::html(status, crate::server::pages::message_page("ComfyUI is unavailable", message))
+        body::html(
+            status,
+            crate::server::pages::message_page("ComfyUI is unavailable", message),
+        )
     } else {
         body::error_json(status, message)
     }

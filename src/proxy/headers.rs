@@ -8,8 +8,16 @@
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use std::net::IpAddr;
 
-const HOP_BY_HOP: [&str; 8] =
-    ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authenticate"];
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+];
 
 const CLIENT_NEVER_FORWARDED: [&str; 9] = [
     "comfy-user",
@@ -49,8 +57,12 @@ pub struct Forwarding<'a> {
 
 /// Removes comfy-warden's own cookies from the `Cookie` header(s), keeping the others.
 pub fn strip_warden_cookies(headers: &mut HeaderMap) {
-    let values: Vec<String> =
-        headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).map(str::to_owned).collect();
+    let values: Vec<String> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .collect();
     if values.is_empty() {
         return;
     }
@@ -83,7 +95,10 @@ pub fn to_upstream(headers: &mut HeaderMap, fwd: &Forwarding<'_>) {
     if let Ok(v) = HeaderValue::from_str(&fwd.client_ip.to_string()) {
         headers.insert("x-forwarded-for", v);
     }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static(if fwd.tls { "https" } else { "http" }));
+    headers.insert(
+        "x-forwarded-proto",
+        HeaderValue::from_static(if fwd.tls { "https" } else { "http" }),
+    );
     if let Some(h) = fwd.host {
         headers.insert("x-forwarded-host", h.clone());
     }
@@ -108,12 +123,26 @@ mod tests {
         h.append("x-forwarded-for", "6.6.6.6".parse().unwrap());
         h.append("connection", "keep-alive, x-secret".parse().unwrap());
         h.append("x-secret", "1".parse().unwrap());
-        h.append("cookie", "a=1; comfy_warden_session=tok; b=2".parse().unwrap());
+        h.append(
+            "cookie",
+            "a=1; comfy_warden_session=tok; b=2".parse().unwrap(),
+        );
         h.append("accept", "*/*".parse().unwrap());
         let host = HeaderValue::from_static("warden.example");
-        to_upstream(&mut h, &Forwarding { client_ip: "192.0.2.1".parse().unwrap(), tls: true, host: Some(&host) });
+        to_upstream(
+            &mut h,
+            &Forwarding {
+                client_ip: "192.0.2.1".parse().unwrap(),
+                tls: true,
+                host: Some(&host),
+            },
+        );
         assert!(h.get("comfy-user").is_none());
-        assert!(h.get("origin").is_none() && h.get("authorization").is_none() && h.get("x-secret").is_none());
+        assert!(
+            h.get("origin").is_none()
+                && h.get("authorization").is_none()
+                && h.get("x-secret").is_none()
+        );
         assert_eq!(h.get("cookie").unwrap(), "a=1; b=2");
         assert_eq!(h.get("x-forwarded-for").unwrap(), "192.0.2.1");
         assert_eq!(h.get("x-forwarded-proto").unwrap(), "https");

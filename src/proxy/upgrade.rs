@@ -8,6 +8,8 @@ use crate::app::App;
 use crate::auth::identity::{Identity, still_valid};
 use crate::body::{self, Body};
 use crate::config::Snapshot;
+use crate::tenancy::events::SocketFilter;
+use crate::tenancy::tenant::Tenant;
 use futures_util::{SinkExt, StreamExt};
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
@@ -33,36 +35,84 @@ pub fn is_websocket_upgrade(req: &Request<Incoming>) -> bool {
             .flat_map(|v| v.split(','))
             .any(|t| t.trim().eq_ignore_ascii_case(token))
     };
-    req.method() == http::Method::GET && has_token(header::CONNECTION, "upgrade") && has_token(header::UPGRADE, "websocket")
+    req.method() == http::Method::GET
+        && has_token(header::CONNECTION, "upgrade")
+        && has_token(header::UPGRADE, "websocket")
 }
 
 fn ws_config() -> WebSocketConfig {
-    WebSocketConfig::default().max_message_size(Some(MAX_MESSAGE)).max_frame_size(Some(MAX_MESSAGE))
+    WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE))
+        .max_frame_size(Some(MAX_MESSAGE))
 }
 
-pub async fn relay(app: Arc<App>, snap: &Snapshot, ident: Identity, mut req: Request<Incoming>, client_ip: IpAddr, tls: bool) -> Response<Body> {
+pub async fn relay(
+    app: Arc<App>,
+    snap: &Snapshot,
+    ident: Identity,
+    mut req: Request<Incoming>,
+    client_ip: IpAddr,
+    tls: bool,
+) -> Response<Body> {
     let wants_html = body::wants_html(req.headers());
     let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned() else {
         return body::error_json(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key");
     };
-    if req.headers().get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
-        let mut r = body::error_json(StatusCode::BAD_REQUEST, "only WebSocket version 13 is supported");
-        r.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+    if req
+        .headers()
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(|v| v.as_bytes())
+        != Some(b"13")
+    {
+        let mut r = body::error_json(
+            StatusCode::BAD_REQUEST,
+            "only WebSocket version 13 is supported",
+        );
+        r.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
         return r;
     }
 
     // The upstream handshake: our own request, with the client's headers cleaned.
     let authority = snap.upstream.authority.clone();
-    let pq = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/ws").to_owned();
-    let mut up_req = match tungstenite::client::IntoClientRequest::into_client_request(format!("ws://{authority}{pq}")) {
+    // comfy-warden owns the client-id space: a proposed id is kept only if it is this user's.
+    let proposed = req.uri().query().and_then(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "clientId")
+            .map(|(_, v)| v.into_owned())
+    });
+    let sid = app
+        .tenancy
+        .live
+        .socket_sid(&ident.user.name, proposed.as_deref());
+    let pq = format!("{}?clientId={sid}", req.uri().path());
+    let mut up_req = match tungstenite::client::IntoClientRequest::into_client_request(format!(
+        "ws://{authority}{pq}"
+    )) {
         Ok(r) => r,
-        Err(_) => return body::error_json(StatusCode::BAD_REQUEST, "the request path is not valid"),
+        Err(_) => {
+            return body::error_json(StatusCode::BAD_REQUEST, "the request path is not valid");
+        }
     };
     {
         let mut h = req.headers().clone();
         let host = h.get(header::HOST).cloned();
-        headers::to_upstream(&mut h, &Forwarding { client_ip, tls, host: host.as_ref() });
-        for name in [header::SEC_WEBSOCKET_KEY, header::SEC_WEBSOCKET_VERSION, header::SEC_WEBSOCKET_EXTENSIONS, header::HOST] {
+        headers::to_upstream(
+            &mut h,
+            &Forwarding {
+                client_ip,
+                tls,
+                host: host.as_ref(),
+            },
+        );
+        for name in [
+            header::SEC_WEBSOCKET_KEY,
+            header::SEC_WEBSOCKET_VERSION,
+            header::SEC_WEBSOCKET_EXTENSIONS,
+            header::HOST,
+        ] {
             h.remove(name);
         }
         for (name, value) in h.iter() {
@@ -74,18 +124,37 @@ pub async fn relay(app: Arc<App>, snap: &Snapshot, ident: Identity, mut req: Req
     }
     let port = authority.port_u16().unwrap_or(80);
     let connect = async {
-        let tcp = tokio::net::TcpStream::connect((authority.host(), port)).await.map_err(|e| e.to_string())?;
+        let tcp = tokio::net::TcpStream::connect((authority.host(), port))
+            .await
+            .map_err(|e| e.to_string())?;
         let _ = tcp.set_nodelay(true);
-        client_async_with_config(up_req, tcp, Some(ws_config())).await.map_err(|e| e.to_string())
+        client_async_with_config(up_req, tcp, Some(ws_config()))
+            .await
+            .map_err(|e| e.to_string())
     };
-    let upstream = match tokio::time::timeout(snap.upstream.connect_timeout + snap.upstream.response_timeout.min(std::time::Duration::from_secs(30)), connect).await {
+    let upstream = match tokio::time::timeout(
+        snap.upstream.connect_timeout
+            + snap
+                .upstream
+                .response_timeout
+                .min(std::time::Duration::from_secs(30)),
+        connect,
+    )
+    .await
+    {
         Ok(Ok((ws, _))) => ws,
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "upstream WebSocket failed");
-            return super::forward::unreachable_answer(wants_html, &super::upstream::UpstreamError::Unreachable(e));
+            return super::forward::unreachable_answer(
+                wants_html,
+                &super::upstream::UpstreamError::Unreachable(e),
+            );
         }
         Err(_) => {
-            return super::forward::unreachable_answer(wants_html, &super::upstream::UpstreamError::Timeout(snap.upstream.connect_timeout));
+            return super::forward::unreachable_answer(
+                wants_html,
+                &super::upstream::UpstreamError::Timeout(snap.upstream.connect_timeout),
+            );
         }
     };
 
@@ -94,10 +163,17 @@ pub async fn relay(app: Arc<App>, snap: &Snapshot, ident: Identity, mut req: Req
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let downstream = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config())).await;
+                let downstream = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(ws_config()),
+                )
+                .await;
                 app.counters.websockets.fetch_add(1, Ordering::Relaxed);
-                pump(&app, &ident, downstream, upstream).await;
+                let filter = SocketFilter::new(Tenant::new(&app, &ident.user));
+                pump(&app, &ident, filter, downstream, upstream).await;
                 app.counters.websockets.fetch_sub(1, Ordering::Relaxed);
+                app.tenancy.live.socket_closed(&sid);
             }
             Err(e) => tracing::debug!(error = %e, "client WebSocket upgrade failed"),
         }
@@ -115,11 +191,19 @@ pub async fn relay(app: Arc<App>, snap: &Snapshot, ident: Identity, mut req: Req
 }
 
 fn close(code: CloseCode, reason: &'static str) -> Message {
-    Message::Close(Some(CloseFrame { code, reason: reason.into() }))
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }))
 }
 
-async fn pump<D, U>(app: &App, ident: &Identity, downstream: WebSocketStream<D>, upstream: WebSocketStream<U>)
-where
+async fn pump<D, U>(
+    app: &App,
+    ident: &Identity,
+    mut filter: SocketFilter,
+    downstream: WebSocketStream<D>,
+    upstream: WebSocketStream<U>,
+) where
     D: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     U: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -130,8 +214,9 @@ where
     loop {
         tokio::select! {
             m = down_rx.next() => match m {
-                Some(Ok(Message::Text(t))) => { if up_tx.send(Message::Text(t)).await.is_err() { break } }
-                Some(Ok(Message::Binary(b))) => { if up_tx.send(Message::Binary(b)).await.is_err() { break } }
+                Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => {
+                    if filter.client_frame(&m) && up_tx.send(m).await.is_err() { break }
+                }
                 Some(Ok(Message::Close(c))) => { let _ = up_tx.send(Message::Close(c)).await; break }
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
                     // Pings are answered by the library; flush so the pong leaves now.
@@ -140,8 +225,13 @@ where
                 Some(Err(_)) | None => { let _ = up_tx.send(close(CloseCode::Away, "client went away")).await; break }
             },
             m = up_rx.next() => match m {
-                Some(Ok(Message::Text(t))) => { if down_tx.send(Message::Text(t)).await.is_err() { break } }
-                Some(Ok(Message::Binary(b))) => { if down_tx.send(Message::Binary(b)).await.is_err() { break } }
+                Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => {
+                    if let Some(out) = filter.upstream_frame(m).await
+                        && down_tx.send(out).await.is_err()
+                    {
+                        break
+                    }
+                }
                 Some(Ok(Message::Close(c))) => { let _ = down_tx.send(Message::Close(c)).await; break }
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
                     if up_tx.flush().await.is_err() { break }

@@ -35,7 +35,11 @@ impl UpstreamClient {
 
     /// Sends `req`; the timeout covers connecting and waiting for the response headers only,
     /// the body then streams for as long as it takes.
-    pub async fn send(&self, req: Request<Body>, timeout: Duration) -> Result<Response<Incoming>, UpstreamError> {
+    pub async fn send(
+        &self,
+        req: Request<Body>,
+        timeout: Duration,
+    ) -> Result<Response<Incoming>, UpstreamError> {
         match tokio::time::timeout(timeout, self.client.request(req)).await {
             Err(_) => Err(UpstreamError::Timeout(timeout)),
             Ok(Err(e)) => {

@@ -1,12 +1,12 @@
 //! The request pipeline: client IP → IP rules → comfy-warden's own routes → identity →
 //! (no identity: 302 to /login for browser navigations, 401 JSON otherwise) → WebSocket relay
-//! or HTTP forwarding to ComfyUI.
+//! or the tenancy route table (`tenancy::handle`), which forwards to ComfyUI.
 use super::routes;
 use crate::app::App;
 use crate::auth::identity;
 use crate::body::{self, Body};
 use crate::guard::{client_ip, ip_rules};
-use crate::proxy::{forward, upgrade};
+use crate::proxy::upgrade;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use std::convert::Infallible;
@@ -20,7 +20,11 @@ pub struct Conn {
     pub tls: bool,
 }
 
-pub async fn handle(app: Arc<App>, conn: Conn, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+pub async fn handle(
+    app: Arc<App>,
+    conn: Conn,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
     let snap = app.config.get();
     let ip = client_ip::resolve(conn.peer, req.headers(), &snap.server.trusted_proxies);
     if !ip_rules::admits(&snap.ip_rules, ip) {
@@ -47,8 +51,12 @@ pub async fn handle(app: Arc<App>, conn: Conn, req: Request<Incoming>) -> Result
     let ident = match identity::authenticate(&app, &snap, req.headers(), conn.tls).await {
         Ok(i) => i,
         Err(identity::Refusal::Busy) => {
-            let mut r = body::error_json(StatusCode::TOO_MANY_REQUESTS, "too many sign-in attempts are being checked; try again shortly");
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            let mut r = body::error_json(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many sign-in attempts are being checked; try again shortly",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             return Ok(r);
         }
     };
@@ -67,7 +75,12 @@ pub async fn handle(app: Arc<App>, conn: Conn, req: Request<Incoming>) -> Result
                 None => unauthenticated(&req),
             });
         }
-        p if p.starts_with("/warden/") => return Ok(body::error_json(StatusCode::NOT_FOUND, "no such comfy-warden endpoint")),
+        p if p.starts_with("/warden/") => {
+            return Ok(body::error_json(
+                StatusCode::NOT_FOUND,
+                "no such comfy-warden endpoint",
+            ));
+        }
         _ => {}
     }
 
@@ -79,21 +92,34 @@ pub async fn handle(app: Arc<App>, conn: Conn, req: Request<Incoming>) -> Result
         if path == "/ws" || path == "/api/ws" {
             return Ok(upgrade::relay(app.clone(), &snap, ident, req, ip, conn.tls).await);
         }
-        return Ok(body::error_json(StatusCode::NOT_FOUND, "no WebSocket endpoint here"));
+        return Ok(body::error_json(
+            StatusCode::NOT_FOUND,
+            "no WebSocket endpoint here",
+        ));
     }
-    Ok(forward::forward(&app, &snap, req, ip, conn.tls).await)
+    Ok(crate::tenancy::handle::handle(&app, &snap, &ident, req, ip, conn.tls).await)
 }
 
 /// Browser navigations go to the login page (coming back here afterwards); anything else gets
 /// a 401 JSON answer.
 fn unauthenticated(req: &Request<Incoming>) -> Response<Body> {
     if routes::is_get(req.method()) && body::wants_html(req.headers()) {
-        let target = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let target = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
         let next = routes::safe_next(Some(target));
         let encoded: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
         return body::redirect(StatusCode::FOUND, &format!("/login?next={encoded}"));
     }
-    let mut r = body::error_json(StatusCode::UNAUTHORIZED, "authentication required: sign in at /login or send a token");
-    r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"comfy-warden\""));
+    let mut r = body::error_json(
+        StatusCode::UNAUTHORIZED,
+        "authentication required: sign in at /login or send a token",
+    );
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"comfy-warden\""),
+    );
     r
 }

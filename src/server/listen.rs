@@ -15,7 +15,10 @@ use tokio::net::TcpListener;
 #[derive(Debug, thiserror::Error)]
 pub enum ListenError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("listen = \"systemd\" but no sockets were passed by systemd (LISTEN_FDS): {0}")]
     Systemd(String),
 }
@@ -26,13 +29,33 @@ pub async fn bind(snap: &Snapshot) -> Result<Vec<TcpListener>, ListenError> {
     for l in &snap.server.listen {
         match l {
             Listen::Tcp(addr) => {
-                let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }
-                    .map_err(|source| ListenError::Bind { addr: *addr, source })?;
-                socket.set_reuseaddr(true).map_err(|source| ListenError::Bind { addr: *addr, source })?;
-                socket.bind(*addr).map_err(|source| ListenError::Bind { addr: *addr, source })?;
-                out.push(socket.listen(1024).map_err(|source| ListenError::Bind { addr: *addr, source })?);
+                let socket = if addr.is_ipv4() {
+                    tokio::net::TcpSocket::new_v4()
+                } else {
+                    tokio::net::TcpSocket::new_v6()
+                }
+                .map_err(|source| ListenError::Bind {
+                    addr: *addr,
+                    source,
+                })?;
+                socket
+                    .set_reuseaddr(true)
+                    .map_err(|source| ListenError::Bind {
+                        addr: *addr,
+                        source,
+                    })?;
+                socket.bind(*addr).map_err(|source| ListenError::Bind {
+                    addr: *addr,
+                    source,
+                })?;
+                out.push(socket.listen(1024).map_err(|source| ListenError::Bind {
+                    addr: *addr,
+                    source,
+                })?);
             }
-            Listen::Systemd => out.extend(crate::ops::systemd::listeners().map_err(ListenError::Systemd)?),
+            Listen::Systemd => {
+                out.extend(crate::ops::systemd::listeners().map_err(ListenError::Systemd)?)
+            }
         }
     }
     Ok(out)
@@ -82,11 +105,16 @@ async fn accept_loop(app: Arc<App>, listener: TcpListener, graceful: Arc<Gracefu
             .timer(TokioTimer::new())
             .header_read_timeout(snap.server.header_read_timeout)
             .max_buf_size(64 * 1024);
-        builder.http2().timer(TokioTimer::new()).max_header_list_size(64 * 1024);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(64 * 1024);
         let conn_info = Conn { peer, tls: false };
         let app2 = app.clone();
         let service = service_fn(move |req| dispatch::handle(app2.clone(), conn_info, req));
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {

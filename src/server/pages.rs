@@ -8,8 +8,7 @@ const MESSAGE: &str = include_str!("pages/message.html");
 pub const CSS: &str = include_str!("pages/warden.css");
 
 /// The Content-Security-Policy of every comfy-warden page: no scripts, our stylesheet only.
-pub const CSP: &str =
-    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -27,29 +26,51 @@ pub fn escape(s: &str) -> String {
 }
 
 pub fn login_page(next: &str, username: &str, error: Option<&str>) -> String {
-    let error = error.map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e))).unwrap_or_default();
-    LOGIN.replace("{{error}}", &error).replace("{{next}}", &escape(next)).replace("{{username}}", &escape(username))
+    let error = error
+        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)))
+        .unwrap_or_default();
+    LOGIN
+        .replace("{{error}}", &error)
+        .replace("{{next}}", &escape(next))
+        .replace("{{username}}", &escape(username))
 }
 
 pub fn message_page(title: &str, message: &str) -> String {
-    MESSAGE.replace("{{title}}", &escape(title)).replace("{{message}}", &escape(message))
+    MESSAGE
+        .replace("{{title}}", &escape(title))
+        .replace("{{message}}", &escape(message))
 }
 
 /// A page answer with the strict CSP and anti-framing headers.
 pub fn page(status: StatusCode, html: String) -> Response<Body> {
     let mut r = body::html(status, html);
     let h = r.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     r
 }
 
 pub fn stylesheet() -> Response<Body> {
     let mut r = Response::new(body::full(CSS));
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8"));
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
-    r.headers_mut().insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/css; charset=utf-8"),
+    );
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    r.headers_mut().insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     r
 }
 

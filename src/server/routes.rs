@@ -35,7 +35,9 @@ pub fn safe_next(next: Option<&str>) -> String {
 
 fn query_param(req: &Request<Incoming>, key: &str) -> Option<String> {
     let q = req.uri().query()?;
-    form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == key).map(|(_, v)| v.into_owned())
+    form_urlencoded::parse(q.as_bytes())
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
 }
 
 pub fn login_page(req: &Request<Incoming>) -> Response<Body> {
@@ -57,38 +59,72 @@ enum Format {
 }
 
 /// Reads a small body (comfy-warden's own endpoints only), at most `limit` bytes.
-pub async fn read_small_body(req: Request<Incoming>, limit: u64) -> Result<(http::request::Parts, bytes::Bytes), Response<Body>> {
+pub async fn read_small_body(
+    req: Request<Incoming>,
+    limit: u64,
+) -> Result<(http::request::Parts, bytes::Bytes), Response<Body>> {
     let (parts, incoming) = req.into_parts();
-    if let Some(len) = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+    if let Some(len) = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
         && len > limit
     {
-        return Err(body::error_json(StatusCode::PAYLOAD_TOO_LARGE, "the request body is too large"));
+        return Err(body::error_json(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the request body is too large",
+        ));
     }
     match Limited::new(incoming, limit as usize).collect().await {
         Ok(c) => Ok((parts, c.to_bytes())),
-        Err(_) => Err(body::error_json(StatusCode::PAYLOAD_TOO_LARGE, "the request body is too large")),
+        Err(_) => Err(body::error_json(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the request body is too large",
+        )),
     }
 }
 
-pub fn session_cookie(name: &'static str, value: String, tls: bool, max_age: std::time::Duration) -> HeaderValue {
+pub fn session_cookie(
+    name: &'static str,
+    value: String,
+    tls: bool,
+    max_age: std::time::Duration,
+) -> HeaderValue {
     let c = cookie::Cookie::build((name, value))
         .http_only(true)
         .same_site(cookie::SameSite::Lax)
         .path("/")
         .secure(tls)
-        .max_age(cookie::time::Duration::seconds(i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX)))
+        .max_age(cookie::time::Duration::seconds(
+            i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX),
+        ))
         .build();
     HeaderValue::from_str(&c.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-pub async fn login(app: &App, snap: &Snapshot, req: Request<Incoming>, client_ip: IpAddr, tls: bool) -> Response<Body> {
-    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+pub async fn login(
+    app: &App,
+    snap: &Snapshot,
+    req: Request<Incoming>,
+    client_ip: IpAddr,
+    tls: bool,
+) -> Response<Body> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let format = if content_type.starts_with("application/json") {
         Format::Json
     } else if content_type.starts_with("application/x-www-form-urlencoded") {
         Format::Form
     } else {
-        return body::error_json(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send JSON {\"username\", \"password\"} or a form");
+        return body::error_json(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send JSON {\"username\", \"password\"} or a form",
+        );
     };
     let (_, bytes) = match read_small_body(req, snap.server.max_own_body).await {
         Ok(b) => b,
@@ -114,9 +150,13 @@ pub async fn login(app: &App, snap: &Snapshot, req: Request<Incoming>, client_ip
         Err(busy) => {
             let mut r = match format {
                 Format::Json => body::error_json(StatusCode::TOO_MANY_REQUESTS, &busy.to_string()),
-                Format::Form => pages::page(StatusCode::TOO_MANY_REQUESTS, pages::login_page(&next, "", Some(&busy.to_string()))),
+                Format::Form => pages::page(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    pages::login_page(&next, "", Some(&busy.to_string())),
+                ),
             };
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             return r;
         }
     };
@@ -126,20 +166,36 @@ pub async fn login(app: &App, snap: &Snapshot, req: Request<Incoming>, client_ip
             tracing::warn!(target: "audit", event = "login_failed", client_ip = %client_ip, "failed sign-in");
             return match format {
                 Format::Json => body::error_json(StatusCode::UNAUTHORIZED, LOGIN_FAILED),
-                Format::Form => pages::page(StatusCode::UNAUTHORIZED, pages::login_page(&next, "", Some(LOGIN_FAILED))),
+                Format::Form => pages::page(
+                    StatusCode::UNAUTHORIZED,
+                    pages::login_page(&next, "", Some(LOGIN_FAILED)),
+                ),
             };
         }
     };
-    let (token, claims) = match app.keys.issue(&user.name, user.token_version, snap.auth.session_ttl, TokenKind::Session) {
+    let (token, claims) = match app.keys.issue(
+        &user.name,
+        user.token_version,
+        snap.auth.session_ttl,
+        TokenKind::Session,
+    ) {
         Ok(t) => t,
         Err(e) => {
             tracing::error!(error = %e, "cannot sign a session");
-            return body::error_json(StatusCode::INTERNAL_SERVER_ERROR, "cannot create a session right now");
+            return body::error_json(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot create a session right now",
+            );
         }
     };
     app.sessions.started(&claims);
     tracing::info!(target: "audit", event = "login_ok", user = %user.name, client_ip = %client_ip, "signed in");
-    let cookie = session_cookie(identity::cookie_name(tls), token.clone(), tls, snap.auth.session_ttl);
+    let cookie = session_cookie(
+        identity::cookie_name(tls),
+        token.clone(),
+        tls,
+        snap.auth.session_ttl,
+    );
     let mut resp = match format {
         Format::Json => body::json(
             StatusCode::OK,
@@ -168,17 +224,32 @@ fn serde_urlencoded_form(bytes: &[u8]) -> Option<LoginForm> {
             _ => {}
         }
     }
-    Some(LoginForm { username: username?, password: password?, next })
+    Some(LoginForm {
+        username: username?,
+        password: password?,
+        next,
+    })
 }
 
-pub fn logout(app: &App, ident: Option<&Identity>, req: &Request<Incoming>, client_ip: IpAddr, tls: bool) -> Response<Body> {
+pub fn logout(
+    app: &App,
+    ident: Option<&Identity>,
+    req: &Request<Incoming>,
+    client_ip: IpAddr,
+    tls: bool,
+) -> Response<Body> {
     if let Some(id) = ident
         && let Some(claims) = &id.claims
     {
         let left = app.sessions.revoke(claims);
         tracing::info!(target: "audit", event = "logout", user = %id.user.name, client_ip = %client_ip, sessions_left = left, "signed out");
     }
-    let clear = session_cookie(identity::cookie_name(tls), String::new(), tls, std::time::Duration::ZERO);
+    let clear = session_cookie(
+        identity::cookie_name(tls),
+        String::new(),
+        tls,
+        std::time::Duration::ZERO,
+    );
     let mut resp = if body::wants_html(req.headers()) || is_form(req) {
         body::redirect(StatusCode::SEE_OTHER, "/login")
     } else {
@@ -214,7 +285,8 @@ pub fn health() -> Response<Body> {
 
 pub fn method_not_allowed(allow: &'static str) -> Response<Body> {
     let mut r = body::error_json(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-    r.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
     r
 }
 

@@ -1,3 +1,42 @@
-//! Tenancy: what makes one ComfyUI look like a private one to each user.
+//! Tenancy: what makes one ComfyUI look like a private one to each user (the isolation contract
+//! of `docs/isolation.md`). `routes` classifies a request; the handlers rewrite requests and
+//! filter answers with the help of `paths` (namespaces), `ledger` (ownership), `live` (sockets,
+//! running prompt, queue), `provision` (ComfyUI user ids) and `filter` (answers).
+pub mod catalog;
+pub mod ctx;
+pub mod events;
+pub mod files;
+pub mod filter;
+pub mod handle;
+pub mod info;
+pub mod ledger;
+pub mod live;
 pub mod namespace;
+pub mod nodes;
+pub mod objectinfo;
 pub mod paths;
+pub mod prompt;
+pub mod provision;
+pub mod queue;
+pub mod routes;
+pub mod submit;
+pub mod tenant;
+
+/// Per-daemon tenancy state.
+pub struct Tenancy {
+    pub comfy_users: provision::ComfyUsers,
+    pub ledger: ledger::Ledger,
+    pub live: live::Live,
+    pub catalog: catalog::CatalogCache,
+}
+
+impl Tenancy {
+    pub fn new(state_dir: &std::path::Path) -> Tenancy {
+        Tenancy {
+            comfy_users: Default::default(),
+            ledger: ledger::Ledger::open(state_dir),
+            live: Default::default(),
+            catalog: Default::default(),
+        }
+    }
+}

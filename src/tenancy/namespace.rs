@@ -7,7 +7,9 @@ use sha2::{Digest, Sha256};
 pub fn derive(user: &str) -> String {
     let simple = !user.is_empty()
         && user.len() <= 60
-        && user.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        && user
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
     if simple {
         format!("u_{user}")
     } else {
@@ -21,7 +23,9 @@ pub fn valid_override(ns: &str) -> bool {
     ns.strip_prefix("u_").is_some_and(|rest| {
         !rest.is_empty()
             && rest.len() <= 60
-            && rest.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
     })
 }
 

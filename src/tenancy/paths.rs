@@ -10,7 +10,9 @@ pub const MAX_PATH: usize = 1024;
 pub const MAX_SEGMENT: usize = 255;
 
 /// ComfyUI's three file roots.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     Input,
@@ -100,10 +102,14 @@ pub fn clean(p: &str) -> Result<String, PathError> {
 
 /// Percent-decodes (once, fully) and then [`clean`]s — for paths taken from a URL path.
 pub fn clean_decoded(p: &str) -> Result<String, PathError> {
-    let decoded = percent_encoding::percent_decode_str(p).decode_utf8().map_err(|_| PathError::BadChar)?;
+    let decoded = percent_encoding::percent_decode_str(p)
+        .decode_utf8()
+        .map_err(|_| PathError::BadChar)?;
     if decoded.contains('%') {
         // A second layer of encoding: upstream code that decodes again could see `..`.
-        let twice = percent_encoding::percent_decode_str(&decoded).decode_utf8().map_err(|_| PathError::BadChar)?;
+        let twice = percent_encoding::percent_decode_str(&decoded)
+            .decode_utf8()
+            .map_err(|_| PathError::BadChar)?;
         clean(&twice)?;
     }
     clean(&decoded)
@@ -143,7 +149,11 @@ pub fn to_upstream(ns: &str, kind: Kind, sub: &str) -> String {
             return format!("3d/{ns}/{rest}");
         }
     }
-    if sub.is_empty() { ns.to_owned() } else { format!("{ns}/{sub}") }
+    if sub.is_empty() {
+        ns.to_owned()
+    } else {
+        format!("{ns}/{sub}")
+    }
 }
 
 /// The inverse of [`to_upstream`]: the client-relative subfolder, or `None` when the upstream
@@ -163,7 +173,9 @@ pub fn from_upstream(ns: &str, kind: Kind, up: &str) -> Option<String> {
     if up == ns {
         return Some(String::new());
     }
-    up.strip_prefix(ns).and_then(|r| r.strip_prefix('/')).map(str::to_owned)
+    up.strip_prefix(ns)
+        .and_then(|r| r.strip_prefix('/'))
+        .map(str::to_owned)
 }
 
 /// Maps a client file reference `sub/dir/name.png` (no annotation) into the namespace:
@@ -179,7 +191,11 @@ pub fn path_to_upstream(ns: &str, kind: Kind, path: &str) -> String {
 pub fn path_from_upstream(ns: &str, kind: Kind, up: &str) -> Option<String> {
     let (dir, name) = up.rsplit_once('/')?;
     let sub = from_upstream(ns, kind, dir)?;
-    Some(if sub.is_empty() { name.to_owned() } else { format!("{sub}/{name}") })
+    Some(if sub.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{sub}/{name}")
+    })
 }
 
 #[cfg(test)]
@@ -191,12 +207,27 @@ mod tests {
         assert_eq!(clean("").unwrap(), "");
         assert_eq!(clean("a/./b//c").unwrap(), "a/b/c");
         assert_eq!(clean("pasted/x.png").unwrap(), "pasted/x.png");
-        assert_eq!(clean("%2e%2e").unwrap(), "%2e%2e", "no decoding here: upstream takes it literally");
+        assert_eq!(
+            clean("%2e%2e").unwrap(),
+            "%2e%2e",
+            "no decoding here: upstream takes it literally"
+        );
     }
 
     #[test]
     fn clean_refuses_escapes() {
-        for bad in ["../x", "a/../../b", "/etc/passwd", "~root", "a\\b", "c:x", "a\0b", "blake3:abcd", "a/..", "x\n"] {
+        for bad in [
+            "../x",
+            "a/../../b",
+            "/etc/passwd",
+            "~root",
+            "a\\b",
+            "c:x",
+            "a\0b",
+            "blake3:abcd",
+            "a/..",
+            "x\n",
+        ] {
             assert!(clean(bad).is_err(), "{bad:?}");
         }
         assert_eq!(clean(&"a".repeat(300)), Err(PathError::TooLong));
@@ -205,7 +236,14 @@ mod tests {
     #[test]
     fn decoded_variants() {
         assert_eq!(clean_decoded("a%2Fb").unwrap(), "a/b");
-        for bad in ["..%2Fx", "%2E%2E/x", "%252E%252E%252Fx", "%2Fetc", "a%5Cb", "a%00b"] {
+        for bad in [
+            "..%2Fx",
+            "%2E%2E/x",
+            "%252E%252E%252Fx",
+            "%2Fetc",
+            "a%5Cb",
+            "a%00b",
+        ] {
             assert!(clean_decoded(bad).is_err(), "{bad}");
         }
     }
@@ -220,9 +258,18 @@ mod tests {
 
     #[test]
     fn annotations() {
-        assert_eq!(split_annotation("a.png [output]"), ("a.png", Some(Kind::Output)));
-        assert_eq!(split_annotation("w/a.png [temp]"), ("w/a.png", Some(Kind::Temp)));
-        assert_eq!(split_annotation("a.png [input]"), ("a.png", Some(Kind::Input)));
+        assert_eq!(
+            split_annotation("a.png [output]"),
+            ("a.png", Some(Kind::Output))
+        );
+        assert_eq!(
+            split_annotation("w/a.png [temp]"),
+            ("w/a.png", Some(Kind::Temp))
+        );
+        assert_eq!(
+            split_annotation("a.png [input]"),
+            ("a.png", Some(Kind::Input))
+        );
         assert_eq!(split_annotation("a.png"), ("a.png", None));
         assert_eq!(split_annotation("a.png [bogus]"), ("a.png [bogus]", None));
     }
@@ -245,9 +292,15 @@ mod tests {
         assert_eq!(from_upstream(ns, Kind::Output, "u_alicex"), None);
         assert_eq!(from_upstream(ns, Kind::Output, ""), None);
         assert_eq!(from_upstream(ns, Kind::Input, "3d/u_bob"), None);
-        assert_eq!(path_to_upstream(ns, Kind::Input, "pasted/x.png"), "u_alice/pasted/x.png");
+        assert_eq!(
+            path_to_upstream(ns, Kind::Input, "pasted/x.png"),
+            "u_alice/pasted/x.png"
+        );
         assert_eq!(path_to_upstream(ns, Kind::Input, "x.png"), "u_alice/x.png");
-        assert_eq!(path_from_upstream(ns, Kind::Input, "u_alice/pasted/x.png").as_deref(), Some("pasted/x.png"));
+        assert_eq!(
+            path_from_upstream(ns, Kind::Input, "u_alice/pasted/x.png").as_deref(),
+            Some("pasted/x.png")
+        );
         assert_eq!(path_from_upstream(ns, Kind::Input, "u_bob/x.png"), None);
         assert_eq!(path_from_upstream(ns, Kind::Input, "x.png"), None);
     }

@@ -44,8 +44,11 @@ pub fn phc(password: &str) -> String {
         .or_insert_with(|| {
             use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
             let params = argon2::Params::new(1024, 1, 1, None).unwrap();
-            let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
-            a.hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng)).unwrap().to_string()
+            let a =
+                argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+            a.hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng))
+                .unwrap()
+                .to_string()
         })
         .clone()
 }
@@ -76,7 +79,13 @@ pub struct TestConfig {
 
 impl TestConfig {
     pub fn new(upstream: &str, users: Vec<TestUser>) -> Self {
-        TestConfig { upstream: upstream.into(), users, server_extra: String::new(), extra: String::new(), ip_rules: String::new() }
+        TestConfig {
+            upstream: upstream.into(),
+            users,
+            server_extra: String::new(),
+            extra: String::new(),
+            ip_rules: String::new(),
+        }
     }
 
     pub fn warden_toml(&self) -> String {
@@ -116,7 +125,12 @@ impl Warden {
     /// Starts the binary on an existing configuration directory with extra environment.
     pub fn start_in(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Warden {
         let mut cmd = Command::new(binary());
-        cmd.arg("serve").arg("--config").arg(dir.path()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         cmd.env_remove("RUST_LOG").env_remove("NOTIFY_SOCKET");
         for (k, v) in env {
             cmd.env(k, v);
@@ -144,10 +158,18 @@ impl Warden {
             Ok(a) => a.parse().unwrap(),
             Err(_) => {
                 let _ = child.kill();
-                panic!("comfy-warden did not start listening; log:\n{}", log.lock().unwrap());
+                panic!(
+                    "comfy-warden did not start listening; log:\n{}",
+                    log.lock().unwrap()
+                );
             }
         };
-        Warden { child: Some(child), addr, dir, log }
+        Warden {
+            child: Some(child),
+            addr,
+            dir,
+            log,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -177,7 +199,13 @@ impl Warden {
     pub fn wait_log(&self, needle: &str, from: usize) -> bool {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if self.log.lock().unwrap().get(from..).is_some_and(|l| l.contains(needle)) {
+            if self
+                .log
+                .lock()
+                .unwrap()
+                .get(from..)
+                .is_some_and(|l| l.contains(needle))
+            {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -194,7 +222,12 @@ impl Warden {
     }
 
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status().unwrap().success();
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap()
+            .success();
         assert!(ok, "kill -{sig} failed");
     }
 

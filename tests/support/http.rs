@@ -18,13 +18,16 @@ pub struct Resp {
 
 impl Resp {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.get(name).map(|v| v.to_str().unwrap().to_string())
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
     }
 }
 
@@ -44,7 +47,10 @@ pub fn generated(size: u64) -> TestBody {
         }
         let n = (size - off).min(64 * 1024);
         let chunk: Vec<u8> = (off..off + n).map(|i| (i % 251) as u8).collect();
-        Some((Ok::<_, std::io::Error>(Frame::data(Bytes::from(chunk))), off + n))
+        Some((
+            Ok::<_, std::io::Error>(Frame::data(Bytes::from(chunk))),
+            off + n,
+        ))
     });
     StreamBody::new(chunks).boxed()
 }
@@ -67,10 +73,17 @@ pub async fn send(method: Method, url: &str, headers: &[(&str, &str)], body: Tes
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
-    let resp = client().request(b.body(body).unwrap()).await.expect("request failed");
+    let resp = client()
+        .request(b.body(body).unwrap())
+        .await
+        .expect("request failed");
     let (parts, body) = resp.into_parts();
     let body = body.collect().await.expect("body").to_bytes();
-    Resp { status: parts.status, headers: parts.headers, body }
+    Resp {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
 }
 
 pub async fn get(url: &str, headers: &[(&str, &str)]) -> Resp {
@@ -93,7 +106,10 @@ pub async fn get_streamed(url: &str, headers: &[(&str, &str)]) -> (StatusCode, u
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
-    let resp = client().request(b.body(full(Bytes::new())).unwrap()).await.expect("request failed");
+    let resp = client()
+        .request(b.body(full(Bytes::new())).unwrap())
+        .await
+        .expect("request failed");
     let status = resp.status();
     let mut body = resp.into_body();
     let mut h = Sha256::new();
@@ -109,7 +125,12 @@ pub async fn get_streamed(url: &str, headers: &[(&str, &str)]) -> (StatusCode, u
 
 /// Signs in with JSON and returns the session JWT.
 pub async fn login(base: &str, user: &str, password: &str) -> String {
-    let r = post_json(&format!("{base}/login"), &[], &serde_json::json!({"username": user, "password": password})).await;
+    let r = post_json(
+        &format!("{base}/login"),
+        &[],
+        &serde_json::json!({"username": user, "password": password}),
+    )
+    .await;
     assert_eq!(r.status, 200, "login of {user} failed: {}", r.text());
     r.json()["jwt_token"].as_str().unwrap().to_string()
 }

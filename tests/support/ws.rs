@@ -8,12 +8,21 @@ use tokio_tungstenite::{WebSocketStream, client_async};
 
 pub type Ws = WebSocketStream<TcpStream>;
 
-pub async fn connect(addr: std::net::SocketAddr, path: &str, headers: &[(&str, &str)]) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+pub async fn connect(
+    addr: std::net::SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
     let mut req = format!("ws://{addr}{path}").into_client_request()?;
     for (k, v) in headers {
-        req.headers_mut().append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        req.headers_mut().append(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
     }
-    let tcp = TcpStream::connect(addr).await.map_err(tokio_tungstenite::tungstenite::Error::Io)?;
+    let tcp = TcpStream::connect(addr)
+        .await
+        .map_err(tokio_tungstenite::tungstenite::Error::Io)?;
     client_async(req, tcp).await.map(|(ws, _)| ws)
 }
 
@@ -41,7 +50,11 @@ pub async fn next_json(ws: &mut Ws, secs: u64) -> Option<serde_json::Value> {
 
 /// Sends a ping and waits for its pong.
 pub async fn ping_pong(ws: &mut Ws) -> bool {
-    if ws.send(Message::Ping(b"warden?".to_vec().into())).await.is_err() {
+    if ws
+        .send(Message::Ping(b"warden?".to_vec().into()))
+        .await
+        .is_err()
+    {
         return false;
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -1,0 +1,112 @@
+//! The per-request context of tenancy handlers: who is asking, from where, under which
+//! configuration, and their ComfyUI user id.
+use crate::app::App;
+use crate::auth::roles::Permission;
+use crate::body::{self, Body};
+use crate::config::{Snapshot, User};
+use crate::proxy::{forward, upstream::UpstreamError};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
+use serde_json::Value;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+pub struct Ctx<'a> {
+    pub app: &'a Arc<App>,
+    pub snap: &'a Snapshot,
+    pub user: &'a Arc<User>,
+    pub client_ip: IpAddr,
+    pub tls: bool,
+    pub comfy_user: HeaderValue,
+    pub wants_html: bool,
+}
+
+impl Ctx<'_> {
+    pub fn ns(&self) -> &str {
+        &self.user.namespace
+    }
+
+    pub fn owner(&self) -> &str {
+        &self.user.name
+    }
+
+    /// Admins with `view_all` see ComfyUI unfiltered.
+    pub fn sees_all(&self) -> bool {
+        self.user.can(Permission::ViewAll)
+    }
+
+    /// comfy-warden's own JSON call to ComfyUI on behalf of this user.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        json: Option<&Value>,
+    ) -> Result<(StatusCode, HeaderMap, Bytes), UpstreamError> {
+        forward::call(
+            self.app,
+            self.snap,
+            method,
+            path,
+            Some(&self.comfy_user),
+            json,
+        )
+        .await
+    }
+
+    /// Like [`Ctx::call`] for a JSON answer that must be 200.
+    pub async fn call_json(
+        &self,
+        method: Method,
+        path: &str,
+        json: Option<&Value>,
+    ) -> Result<Value, UpstreamError> {
+        let (status, _, body) = self.call(method, path, json).await?;
+        if status != StatusCode::OK {
+            return Err(UpstreamError::Unreachable(format!(
+                "{path} answered {status}"
+            )));
+        }
+        serde_json::from_slice(&body)
+            .map_err(|e| UpstreamError::Unreachable(format!("{path}: {e}")))
+    }
+
+    pub fn tenant(&self) -> super::tenant::Tenant {
+        super::tenant::Tenant::new(self.app, self.user)
+    }
+
+    pub fn owns_item(&self, item: &Value) -> bool {
+        self.tenant().owns_item(item)
+    }
+
+    pub fn owns_prompt(&self, prompt_id: &str) -> bool {
+        self.app.tenancy.ledger.prompt_owner(prompt_id).as_deref() == Some(self.owner())
+    }
+
+    pub fn upstream_failed(&self, e: &UpstreamError) -> Response<Body> {
+        tracing::warn!(error = %e, user = %self.owner(), "upstream call failed");
+        forward::unreachable_answer(self.wants_html, e)
+    }
+}
+
+/// A JSON answer about one user's data: never cached by shared caches.
+pub fn private_json(status: StatusCode, v: &Value) -> Response<Body> {
+    let mut r = body::json(status, v);
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    r
+}
+
+/// ComfyUI's empty 200 answer (POST /queue, /history, /interrupt).
+pub fn empty_ok() -> Response<Body> {
+    let mut r = Response::new(body::empty());
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// A 403 for something this user may not do, saying why.
+pub fn forbidden(message: &str) -> Response<Body> {
+    body::error_json(StatusCode::FORBIDDEN, message)
+}

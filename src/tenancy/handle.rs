@@ -1,0 +1,126 @@
+//! Applies the route table to one authenticated request: permission gate, ComfyUI user id, then
+//! the handler the table names. Everything that reaches ComfyUI goes through here.
+use super::ctx::{Ctx, forbidden};
+use super::provision::ProvisionError;
+use super::routes::{Action, classify};
+use super::{files, info, objectinfo, queue, submit};
+use crate::app::App;
+use crate::auth::identity::Identity;
+use crate::auth::roles::Permission;
+use crate::body::{self, Body};
+use crate::config::Snapshot;
+use crate::proxy::forward;
+use crate::server::routes::read_small_body;
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// Small JSON bodies of queue/history/interrupt calls.
+const SMALL_BODY: u64 = 1 << 20;
+
+pub async fn handle(
+    app: &Arc<App>,
+    snap: &Snapshot,
+    ident: &Identity,
+    req: Request<Incoming>,
+    client_ip: IpAddr,
+    tls: bool,
+) -> Response<Body> {
+    let user = &ident.user;
+    let path = req.uri().path().to_owned();
+    let route = classify(req.method(), &path);
+
+    if let Some(p) = route.needs
+        && !user.can(p)
+    {
+        tracing::info!(target: "audit", event = "route_denied", user = %user.name, client_ip = %client_ip, route = %path, needs = %p, "permission missing");
+        return forbidden(&format!(
+            "Your role does not allow this (it needs the \"{p}\" permission)."
+        ));
+    }
+    match route.action {
+        Action::MethodNotAllowed => {
+            return body::error_json(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this route",
+            );
+        }
+        Action::Unknown if !(user.can(Permission::Admin) || snap.tenancy.allows_route(&path)) => {
+            tracing::info!(target: "audit", event = "route_denied", user = %user.name, client_ip = %client_ip, route = %path, "route not in the isolation table");
+            return forbidden(
+                "This ComfyUI route is not available through comfy-warden (an operator can allow it with tenancy.allow_routes).",
+            );
+        }
+        Action::UsersGet => return info::users_get(),
+        _ => {}
+    }
+
+    let comfy_user = match app.tenancy.comfy_users.id_for(app, snap, user).await {
+        Ok(id) => id,
+        Err(ProvisionError::Upstream(e)) => {
+            return forward::unreachable_answer(body::wants_html(req.headers()), &e);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, user = %user.name, "cannot provision the ComfyUI user");
+            return body::error_for(
+                req.headers(),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ComfyUI is misconfigured",
+                &e.to_string(),
+            );
+        }
+    };
+    let ctx = Ctx {
+        app,
+        snap,
+        user,
+        client_ip,
+        tls,
+        comfy_user,
+        wants_html: body::wants_html(req.headers()),
+    };
+
+    match route.action {
+        Action::Static | Action::Pass | Action::Extensions | Action::Gated | Action::Unknown => {
+            forward::forward(app, snap, req, client_ip, tls, Some(&ctx.comfy_user)).await
+        }
+        Action::UserData => info::user_data(&ctx, req).await,
+        Action::SystemStats => info::system_stats(&ctx, &req).await,
+        Action::ExperimentModels => info::experiment_models(&ctx, &req).await,
+        Action::ModelPreview => info::model_preview(&ctx, req).await,
+        Action::ObjectInfo => objectinfo::object_info(&ctx, &req).await,
+        Action::View => files::view(&ctx, req).await,
+        Action::UploadImage => files::upload(&ctx, req, false).await,
+        Action::UploadMask => files::upload(&ctx, req, true).await,
+        Action::InternalFiles => {
+            if ctx.sees_all() {
+                forward::forward(app, snap, req, client_ip, tls, Some(&ctx.comfy_user)).await
+            } else {
+                files::internal_files(&ctx, path.rsplit('/').next().unwrap_or(""))
+            }
+        }
+        Action::PromptGet => queue::prompt_get(&ctx).await,
+        Action::PromptPost => submit::submit(&ctx, req).await,
+        Action::QueueGet => queue::queue_get(&ctx).await,
+        Action::HistoryGet => queue::history_get(&ctx, req.uri().query()).await,
+        Action::HistoryOne => {
+            let id = path.rsplit('/').next().unwrap_or("").to_owned();
+            queue::history_one(&ctx, &id).await
+        }
+        Action::QueuePost | Action::HistoryPost | Action::Interrupt => {
+            let (_, bytes) = match read_small_body(req, SMALL_BODY).await {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            match route.action {
+                Action::QueuePost => queue::clear_or_delete(&ctx, "/queue", bytes).await,
+                Action::HistoryPost => queue::clear_or_delete(&ctx, "/history", bytes).await,
+                _ => queue::interrupt(&ctx, bytes).await,
+            }
+        }
+        Action::UsersGet | Action::MethodNotAllowed => {
+            body::error_json(StatusCode::INTERNAL_SERVER_ERROR, "unreachable route state")
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Shared information routes with what must not leak removed: `/system_stats` without
+//! ComfyUI's command line, `/experiment/models` without absolute folders, model previews with a
+//! validated path, and `GET /users` answered locally so the stock frontend shows no user picker.
+use super::ctx::{Ctx, private_json};
+use super::paths;
+use crate::body::{self, Body};
+use crate::proxy::forward;
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+
+/// `GET /users`: single-user shape, so the frontend skips its user picker; ComfyUI's real list
+/// (every user's id) is never shown.
+pub fn users_get() -> Response<Body> {
+    private_json(
+        StatusCode::OK,
+        &json!({"storage": "server", "migrated": true}),
+    )
+}
+
+async fn filtered_json(
+    ctx: &Ctx<'_>,
+    req: &Request<Incoming>,
+    edit: impl FnOnce(&mut Value),
+) -> Response<Body> {
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    match ctx.call(Method::GET, path, None).await {
+        Ok((status, _, bytes)) => {
+            let Ok(mut v) = serde_json::from_slice::<Value>(&bytes) else {
+                let mut r = Response::new(body::full(bytes));
+                *r.status_mut() = status;
+                return r;
+            };
+            if status.is_success() {
+                edit(&mut v);
+            }
+            private_json(status, &v)
+        }
+        Err(e) => ctx.upstream_failed(&e),
+    }
+}
+
+pub async fn system_stats(ctx: &Ctx<'_>, req: &Request<Incoming>) -> Response<Body> {
+    let admin = ctx.sees_all();
+    filtered_json(ctx, req, |v| {
+        if !admin && let Some(sys) = v.get_mut("system").and_then(Value::as_object_mut) {
+            sys.remove("argv");
+        }
+    })
+    .await
+}
+
+pub async fn experiment_models(ctx: &Ctx<'_>, req: &Request<Incoming>) -> Response<Body> {
+    let admin = ctx.sees_all();
+    filtered_json(ctx, req, |v| {
+        if !admin && let Some(list) = v.as_array_mut() {
+            for m in list.iter_mut().filter_map(Value::as_object_mut) {
+                m.remove("folders");
+            }
+        }
+    })
+    .await
+}
+
+/// `/experiment/models/preview/{folder}/{path_index}/{filename}`: ComfyUI reads any image on
+/// the host here, so the path is fully decoded and validated first.
+pub fn model_preview_ok(path: &str) -> bool {
+    let rest = path.strip_prefix("/api").unwrap_or(path);
+    let Some(rest) = rest.strip_prefix("/experiment/models/preview/") else {
+        return false;
+    };
+    let mut it = rest.splitn(3, '/');
+    let (Some(folder), Some(index), Some(file)) = (it.next(), it.next(), it.next()) else {
+        return false;
+    };
+    paths::clean_decoded(folder).is_ok_and(|f| !f.is_empty() && !f.contains('/'))
+        && !index.is_empty()
+        && index.len() <= 3
+        && index.bytes().all(|b| b.is_ascii_digit())
+        && paths::clean_decoded(file).is_ok_and(|f| !f.is_empty())
+}
+
+pub async fn model_preview(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
+    if !model_preview_ok(req.uri().path()) {
+        return body::error_json(StatusCode::BAD_REQUEST, "not a valid model preview path");
+    }
+    forward::forward(
+        ctx.app,
+        ctx.snap,
+        req,
+        ctx.client_ip,
+        ctx.tls,
+        Some(&ctx.comfy_user),
+    )
+    .await
+}
+
+/// `/settings*`, `/userdata*`, `/v2/userdata`: the user's own ComfyUI data, never cached by
+/// shared caches, active content as attachment.
+pub async fn user_data(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
+    let mut r = forward::forward(
+        ctx.app,
+        ctx.snap,
+        req,
+        ctx.client_ip,
+        ctx.tls,
+        Some(&ctx.comfy_user),
+    )
+    .await;
+    super::files::harden_file_response(&mut r);
+    if r.headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"))
+    {
+        r.headers_mut().remove(http::header::CONTENT_DISPOSITION);
+        r.headers_mut()
+            .remove(http::header::CONTENT_SECURITY_POLICY);
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::model_preview_ok;
+
+    #[test]
+    fn preview_paths() {
+        assert!(model_preview_ok(
+            "/experiment/models/preview/checkpoints/0/sd15.safetensors"
+        ));
+        assert!(model_preview_ok(
+            "/api/experiment/models/preview/loras/1/sub%2Fx.safetensors"
+        ));
+        for bad in [
+            "/experiment/models/preview/checkpoints/0/..%2F..%2F..%2Fdata%2Foutput%2Falice%2Ftest_00001_.x",
+            "/experiment/models/preview/checkpoints/0/%2Fetc%2Fpasswd",
+            "/experiment/models/preview/checkpoints/x/a.safetensors",
+            "/experiment/models/preview/..%2F/0/a",
+            "/experiment/models/preview/checkpoints/0/",
+            "/experiment/models/preview/checkpoints/0/%252E%252E%252Fx",
+        ] {
+            assert!(!model_preview_ok(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! `/object_info[/{class}]` for one user: file combos (LoadImage's images, Load3D's models, the
+//! folder lists of folder loaders) list only the user's own files, namespaces stripped; custom
+//! and API node classes the configuration does not allow, and denied classes, are hidden.
+use super::ctx::{Ctx, private_json};
+use super::paths::{self, Kind};
+use crate::body::{self, Body};
+use http::{Method, Request, Response};
+use hyper::body::Incoming;
+use serde_json::Value;
+
+fn hidden(ctx: &Ctx<'_>, class: &str, info: &Value) -> bool {
+    let rules = &ctx.snap.tenancy.node_rules;
+    if rules.get(class).is_some_and(|r| r.denied) {
+        return true;
+    }
+    let module = info
+        .get("python_module")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let api = info
+        .get("api_node")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let foreign =
+        module.starts_with("custom_nodes.") || module.starts_with("comfy_api_nodes") || api;
+    foreign && !rules.configured(class)
+}
+
+/// The list of values of a combo input spec (`[[v…], {…}]` or `["COMBO", {"options": [v…]}]`).
+fn combo_values(spec: &mut Value) -> Option<&mut Vec<Value>> {
+    let arr = spec.as_array_mut()?;
+    if arr.first().is_some_and(Value::is_array) {
+        return arr.get_mut(0)?.as_array_mut();
+    }
+    if arr.first().and_then(Value::as_str) == Some("COMBO") {
+        return arr.get_mut(1)?.get_mut("options")?.as_array_mut();
+    }
+    None
+}
+
+enum Mapping {
+    File,
+    Folder,
+}
+
+fn filter_combo(spec: &mut Value, ns: &str, mapping: &Mapping) {
+    let Some(values) = combo_values(spec) else {
+        return;
+    };
+    let mapped: Vec<Value> = values
+        .iter()
+        .filter_map(Value::as_str)
+        .filter_map(|v| match mapping {
+            Mapping::File => paths::path_from_upstream(ns, Kind::Input, v),
+            Mapping::Folder => paths::from_upstream(ns, Kind::Input, v).filter(|s| !s.is_empty()),
+        })
+        .map(Value::String)
+        .collect();
+    *values = mapped;
+}
+
+/// Filters one class entry in place for `ctx`'s user.
+fn filter_class(ctx: &Ctx<'_>, class: &str, info: &mut Value) {
+    let Some(rule) = ctx.snap.tenancy.node_rules.get(class) else {
+        return;
+    };
+    let lists: [(&Vec<String>, Mapping); 3] = [
+        (&rule.file_inputs, Mapping::File),
+        (&rule.model3d_inputs, Mapping::File),
+        (&rule.folder_inputs, Mapping::Folder),
+    ];
+    for section in ["required", "optional"] {
+        let Some(inputs) = info
+            .get_mut("input")
+            .and_then(|i| i.get_mut(section))
+            .and_then(Value::as_object_mut)
+        else {
+            continue;
+        };
+        for (names, mapping) in &lists {
+            for name in names.iter() {
+                if let Some(spec) = inputs.get_mut(name) {
+                    filter_combo(spec, ctx.ns(), mapping);
+                }
+            }
+        }
+    }
+}
+
+/// Filters a whole `{class: info}` map for `ctx`'s user.
+pub fn filter_all(ctx: &Ctx<'_>, v: &mut Value) {
+    let Some(map) = v.as_object_mut() else { return };
+    map.retain(|class, info| !hidden(ctx, class, info));
+    for (class, info) in map.iter_mut() {
+        filter_class(ctx, class, info);
+    }
+}
+
+pub async fn object_info(ctx: &Ctx<'_>, req: &Request<Incoming>) -> Response<Body> {
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/object_info");
+    let full = matches!(req.uri().path(), "/object_info" | "/api/object_info");
+    let (status, _, bytes) = match ctx.call(Method::GET, path, None).await {
+        Ok(r) => r,
+        Err(e) => return ctx.upstream_failed(&e),
+    };
+    let Ok(mut v) = serde_json::from_slice::<Value>(&bytes) else {
+        let mut r = Response::new(body::full(bytes));
+        *r.status_mut() = status;
+        return r;
+    };
+    if full && status.is_success() {
+        ctx.app.tenancy.catalog.update(&v).await;
+    }
+    if !ctx.sees_all() {
+        filter_all(ctx, &mut v);
+    }
+    private_json(status, &v)
+}

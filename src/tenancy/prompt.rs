@@ -1,0 +1,1560 @@
+//! The prompt-graph rewriter: confines every path a user's `POST /prompt` graph can read or
+//! write to that user's namespace (following the rules of `nodes.rs`), refuses what cannot be
+//! confined (links into path inputs, unknown/custom/API/denied classes), and tags every output
+//! node with a hidden owner input so ComfyUI's cache is partitioned per user. [`strip`] is the
+//! inverse for graphs that ComfyUI echoes back (queue, history).
+use super::nodes::{NodeRule, NodeRules, config_key};
+use super::paths::{
+    Kind, clean, from_upstream, path_from_upstream, path_to_upstream, split_annotation, to_upstream,
+};
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+
+/// The hidden literal input added to every output node. Undeclared literal inputs are ignored by
+/// ComfyUI's validation and execution but are part of the cache signature.
+pub const OWNER_INPUT: &str = "__warden_owner";
+
+/// The prefix used when a writer's prefix is empty or names a folder only (ComfyUI's default).
+const DEFAULT_PREFIX: &str = "ComfyUI";
+
+/// The fields of the Load3D `image` dict that name files.
+const DICT_FILE_FIELDS: [&str; 5] = ["image", "mask", "normal", "lineart", "recording"];
+
+/// What `/object_info` says about one node class.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassInfo {
+    pub python_module: String,
+    pub output_node: bool,
+    pub api_node: bool,
+}
+
+/// Where a node class comes from, as far as the gateway cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// ComfyUI itself: `nodes`, `comfy_extras.*`.
+    Core,
+    /// `custom_nodes.*`.
+    Custom,
+    /// `comfy_api_nodes.*` or `api_node: true`.
+    Api,
+    /// Any other module: treated like a custom node (fail closed).
+    Other,
+}
+
+impl ClassInfo {
+    pub fn origin(&self) -> Origin {
+        let m = self.python_module.as_str();
+        let family = |f: &str| m == f || m.strip_prefix(f).is_some_and(|r| r.starts_with('.'));
+        if self.api_node || family("comfy_api_nodes") {
+            Origin::Api
+        } else if family("custom_nodes") {
+            Origin::Custom
+        } else if m == "nodes" || family("comfy_extras") {
+            Origin::Core
+        } else {
+            Origin::Other
+        }
+    }
+}
+
+/// The node classes ComfyUI knows, from its `/object_info` answer.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    classes: BTreeMap<String, ClassInfo>,
+}
+
+impl Catalog {
+    /// Reads the body of `GET /object_info` (`{class: {python_module, output_node, api_node, …}}`).
+    /// A missing `python_module` makes the class [`Origin::Other`]; a missing or non-boolean
+    /// `output_node` counts as true (an owner input on a non-output node is harmless, a missing
+    /// one on an output node shares cached results between users).
+    pub fn from_object_info(v: &Value) -> Catalog {
+        let mut classes = BTreeMap::new();
+        if let Some(obj) = v.as_object() {
+            for (class, info) in obj {
+                let Some(info) = info.as_object() else {
+                    continue;
+                };
+                let python_module = info
+                    .get("python_module")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                let output_node = info
+                    .get("output_node")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(true);
+                let api_node = info
+                    .get("api_node")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                classes.insert(
+                    class.clone(),
+                    ClassInfo {
+                        python_module,
+                        output_node,
+                        api_node,
+                    },
+                );
+            }
+        }
+        Catalog { classes }
+    }
+
+    pub fn get(&self, class: &str) -> Option<&ClassInfo> {
+        self.classes.get(class)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.classes.is_empty()
+    }
+}
+
+/// Everything [`rewrite`] needs to know about the caller.
+pub struct Ctx<'a> {
+    /// The user's namespace, e.g. `u_alice`.
+    pub ns: &'a str,
+    /// The literal put into [`OWNER_INPUT`] on every output node.
+    pub owner_tag: &'a str,
+    pub catalog: &'a Catalog,
+    pub rules: &'a NodeRules,
+    /// Admins may use custom/API/denied classes without configuration; their paths are still
+    /// namespaced the same way.
+    pub admin: bool,
+    /// `(kind, upstream subfolder, file name)`: the ledger says this user owns exactly that file
+    /// (for references outside NS, e.g. temp-root previews).
+    pub owns_file: &'a dyn Fn(Kind, &str, &str) -> bool,
+}
+
+/// Why a graph was refused: the node, its class, the input (when one is at fault) and a message
+/// for the user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub node_id: String,
+    pub class_type: String,
+    pub input: Option<String>,
+    pub message: String,
+}
+
+impl Refusal {
+    /// The 400 body, in the shape ComfyUI uses for validation errors, so the stock frontend shows
+    /// the message and highlights the node.
+    pub fn to_comfy_error(&self) -> Value {
+        let mut details = format!("Node ID '#{}'", self.node_id);
+        if !self.class_type.is_empty() {
+            details.push_str(&format!(" ({})", self.class_type));
+        }
+        if let Some(input) = &self.input {
+            details.push_str(&format!(", input '{input}'"));
+        }
+        let extra_info = match &self.input {
+            Some(input) => json!({ "input_name": input }),
+            None => json!({}),
+        };
+        let mut node_errors = Map::new();
+        node_errors.insert(
+            self.node_id.clone(),
+            json!({
+                "errors": [{
+                    "type": "prompt_refused",
+                    "message": self.message,
+                    "details": self.input.clone().unwrap_or_default(),
+                    "extra_info": extra_info,
+                }],
+                "dependent_outputs": [],
+                "class_type": self.class_type,
+            }),
+        );
+        json!({
+            "error": {
+                "type": "prompt_refused",
+                "message": self.message,
+                "details": details,
+                "extra_info": {},
+            },
+            "node_errors": node_errors,
+        })
+    }
+}
+
+/// Rewrites a `POST /prompt` graph in place for the caller in `ctx`, or refuses it. On refusal
+/// the graph is left untouched.
+pub fn rewrite(prompt: &mut Map<String, Value>, ctx: &Ctx) -> Result<(), Refusal> {
+    let mut out = prompt.clone();
+    for (id, node) in out.iter_mut() {
+        rewrite_node(id, node, ctx)?;
+    }
+    *prompt = out;
+    Ok(())
+}
+
+fn rewrite_node(id: &str, node: &mut Value, ctx: &Ctx) -> Result<(), Refusal> {
+    let refuse = |class: &str, input: Option<&str>, message: String| Refusal {
+        node_id: id.to_owned(),
+        class_type: class.to_owned(),
+        input: input.map(str::to_owned),
+        message,
+    };
+    let Some(obj) = node.as_object_mut() else {
+        return Err(refuse("", None, "a node must be a JSON object".into()));
+    };
+    let Some(class) = obj
+        .get("class_type")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+    else {
+        return Err(refuse("", None, "a node needs a string class_type".into()));
+    };
+    let class = class.as_str();
+    if ctx.catalog.is_empty() {
+        // ComfyUI's node list could not be read: nothing can be checked, so nothing passes.
+        return Err(refuse(
+            class,
+            None,
+            "the node list of ComfyUI is not available right now; try again later".into(),
+        ));
+    }
+    let Some(info) = ctx.catalog.get(class) else {
+        return Err(refuse(class, None, format!("unknown node class '{class}'")));
+    };
+    let rule = ctx.rules.get(class);
+    if !ctx.admin {
+        let what = match info.origin() {
+            Origin::Core => None,
+            Origin::Custom => Some("custom node class"),
+            Origin::Api => Some("API node class"),
+            Origin::Other => Some("node class of an unrecognised module"),
+        };
+        if let Some(what) = what {
+            // An empty configured rule does not count: the operator must say how it uses files.
+            let allowed = ctx.rules.configured(class) && rule.is_some_and(NodeRule::is_declared);
+            if !allowed {
+                return Err(refuse(
+                    class,
+                    None,
+                    format!(
+                        "the {what} '{class}' is not allowed; an administrator can allow it with {} in warden.toml \
+                         (declaring `pure = true` or its path inputs)",
+                        config_key(class)
+                    ),
+                ));
+            }
+        }
+        if rule.is_some_and(|r| r.denied) {
+            return Err(refuse(
+                class,
+                None,
+                format!("the node class '{class}' is not available to non-admin users"),
+            ));
+        }
+    }
+    let Some(inputs) = obj.get_mut("inputs").and_then(Value::as_object_mut) else {
+        return Err(refuse(
+            class,
+            None,
+            "a node needs an object of inputs".into(),
+        ));
+    };
+    if let Some(rule) = rule {
+        apply_rule(rule, inputs, ctx).map_err(|(input, msg)| refuse(class, Some(&input), msg))?;
+    }
+    // The owner input is reserved: a client-sent one is dropped (or overwritten) everywhere.
+    inputs.remove(OWNER_INPUT);
+    if info.output_node {
+        inputs.insert(
+            OWNER_INPUT.to_owned(),
+            Value::String(ctx.owner_tag.to_owned()),
+        );
+    }
+    Ok(())
+}
+
+type InputError = (String, String);
+
+/// The literal value of a path input: `None` when absent; links refused; `{"__value__": v}`
+/// unwrapped once (as ComfyUI does).
+fn literal<'v>(
+    inputs: &'v Map<String, Value>,
+    name: &str,
+) -> Result<Option<&'v Value>, InputError> {
+    let Some(v) = inputs.get(name) else {
+        return Ok(None);
+    };
+    if v.is_array() {
+        // ComfyUI treats every list as a link `[node_id, slot]`; a linked path could be anything.
+        return Err((
+            name.to_owned(),
+            format!("'{name}' must be a literal value, not a link from another node"),
+        ));
+    }
+    Ok(Some(match v.as_object().and_then(|o| o.get("__value__")) {
+        Some(inner) => inner,
+        None => v,
+    }))
+}
+
+fn literal_str<'v>(
+    inputs: &'v Map<String, Value>,
+    name: &str,
+) -> Result<Option<&'v str>, InputError> {
+    match literal(inputs, name)? {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err((name.to_owned(), format!("'{name}' must be a string"))),
+    }
+}
+
+fn apply_rule(
+    rule: &NodeRule,
+    inputs: &mut Map<String, Value>,
+    ctx: &Ctx,
+) -> Result<(), InputError> {
+    let ns = ctx.ns;
+    for name in &rule.prefix_inputs {
+        let raw = literal_str(inputs, name)?.unwrap_or("");
+        let v = map_prefix(ns, raw).map_err(|m| (name.clone(), m))?;
+        inputs.insert(name.clone(), Value::String(v));
+    }
+    for name in &rule.file_inputs {
+        if let Some(raw) = literal_str(inputs, name)? {
+            let v = map_file(ns, raw, ctx.owns_file, false).map_err(|m| (name.clone(), m))?;
+            inputs.insert(name.clone(), Value::String(v));
+        }
+    }
+    for name in &rule.folder_inputs {
+        if let Some(raw) = literal_str(inputs, name)? {
+            let v = map_folder(ns, raw).map_err(|m| (name.clone(), m))?;
+            inputs.insert(name.clone(), Value::String(v));
+        }
+    }
+    for name in &rule.model3d_inputs {
+        if let Some(raw) = literal_str(inputs, name)? {
+            let v = map_file(ns, raw, ctx.owns_file, true).map_err(|m| (name.clone(), m))?;
+            inputs.insert(name.clone(), Value::String(v));
+        }
+    }
+    for name in &rule.dict_inputs {
+        let Some(v) = literal(inputs, name)? else {
+            continue;
+        };
+        let Some(obj) = v.as_object() else {
+            return Err((name.clone(), format!("'{name}' must be an object")));
+        };
+        let mut obj = obj.clone();
+        for field in DICT_FILE_FIELDS {
+            match obj.get(field) {
+                None => {}
+                Some(Value::String(s)) if s.is_empty() => {}
+                Some(Value::String(s)) => {
+                    let mapped = map_file(ns, s, ctx.owns_file, false)
+                        .map_err(|m| (name.clone(), format!("{field}: {m}")))?;
+                    obj.insert(field.to_owned(), Value::String(mapped));
+                }
+                Some(_) => {
+                    return Err((name.clone(), format!("'{name}.{field}' must be a string")));
+                }
+            }
+        }
+        inputs.insert(name.clone(), Value::Object(obj));
+    }
+    for name in &rule.strict_name_inputs {
+        if let Some(raw) = literal_str(inputs, name)? {
+            if !strict_name(raw) {
+                return Err((
+                    name.clone(),
+                    format!("'{name}' may only contain letters, digits, '_' and '-' (1 to 64)"),
+                ));
+            }
+            inputs.insert(name.clone(), Value::String(raw.to_owned()));
+        }
+    }
+    Ok(())
+}
+
+fn strict_name(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// `filename_prefix` → `NS/<clean value>`. `%var%` tokens are kept (ComfyUI expands them to
+/// digits). Empty → `ComfyUI`; a folder-only value (`foo/`) gets `ComfyUI` appended, so no file
+/// lands in the namespace root under a dot name or the namespace's own name. Already `NS/…` →
+/// unchanged (idempotent).
+fn map_prefix(ns: &str, raw: &str) -> Result<String, String> {
+    let c = clean(raw).map_err(|e| e.to_string())?;
+    let c = if c.is_empty() {
+        DEFAULT_PREFIX.to_owned()
+    } else if raw.ends_with('/') {
+        format!("{c}/{DEFAULT_PREFIX}")
+    } else {
+        c
+    };
+    let out = if c.starts_with(&format!("{ns}/")) {
+        c
+    } else {
+        format!("{ns}/{c}")
+    };
+    // Re-checked as a whole: the namespace must not push it past the length limits.
+    clean(&out).map_err(|e| e.to_string())
+}
+
+/// A file reference `sub/name [kind]` → `NS/sub/name [kind]` (`3d/NS/…` for input `3d/…`),
+/// unless the ledger says the caller owns exactly that file (then it is kept, cleaned), or it is
+/// already inside NS. `model3d` additionally requires the `3d/` prefix of Load3D.
+fn map_file(
+    ns: &str,
+    raw: &str,
+    owns: &dyn Fn(Kind, &str, &str) -> bool,
+    model3d: bool,
+) -> Result<String, String> {
+    let (path, ann) = split_annotation(raw);
+    if ["[output]", "[input]", "[temp]"]
+        .iter()
+        .any(|a| path.ends_with(a))
+    {
+        // ComfyUI tests `endswith("[output]")` and then cuts a fixed 9 characters: a value such
+        // as `x[output]` or `a [temp] [temp]` would be read from another root than it says.
+        return Err("malformed [input]/[output]/[temp] annotation".into());
+    }
+    let kind = ann.unwrap_or(Kind::Input);
+    let suffix = ann.map(Kind::annotation).unwrap_or_default();
+    let p = clean(path).map_err(|e| e.to_string())?;
+    if p.is_empty() {
+        return Err("the file name is empty".into());
+    }
+    if model3d && !p.starts_with("3d/") {
+        return Err("a 3D model must be in the 3d folder ('3d/…')".into());
+    }
+    let (dir, name) = p.rsplit_once('/').unwrap_or(("", p.as_str()));
+    if owns(kind, dir, name) || path_from_upstream(ns, kind, &p).is_some() {
+        return Ok(format!("{p}{suffix}"));
+    }
+    Ok(format!("{}{suffix}", path_to_upstream(ns, kind, &p)))
+}
+
+/// An input subfolder → `NS/<folder>` (`3d/NS/…` for `3d/…`); already inside NS → unchanged.
+fn map_folder(ns: &str, raw: &str) -> Result<String, String> {
+    let p = clean(raw).map_err(|e| e.to_string())?;
+    if from_upstream(ns, Kind::Input, &p).is_some() {
+        return Ok(p);
+    }
+    Ok(to_upstream(ns, Kind::Input, &p))
+}
+
+/// The inverse of [`rewrite`] for graphs ComfyUI echoes back (queue and history `prompt[2]`):
+/// removes [`OWNER_INPUT`] everywhere and maps namespaced path inputs back to client space.
+/// Values outside NS (ledger-owned files, odd shapes) are left as they are. Wrapped
+/// `{"__value__": …}` path inputs come back unwrapped.
+pub fn strip(prompt: &mut Map<String, Value>, ns: &str, rules: &NodeRules) {
+    for node in prompt.values_mut() {
+        let Some(obj) = node.as_object_mut() else {
+            continue;
+        };
+        let class = obj
+            .get("class_type")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let Some(inputs) = obj.get_mut("inputs").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        inputs.remove(OWNER_INPUT);
+        let Some(rule) = class.as_deref().and_then(|c| rules.get(c)) else {
+            continue;
+        };
+        let unprefix = |s: &str| {
+            s.strip_prefix(ns)
+                .and_then(|r| r.strip_prefix('/'))
+                .filter(|r| !r.is_empty())
+                .map(str::to_owned)
+        };
+        let unfolder = |s: &str| from_upstream(ns, Kind::Input, s);
+        for name in &rule.prefix_inputs {
+            strip_str(inputs, name, &unprefix);
+        }
+        for name in rule.file_inputs.iter().chain(&rule.model3d_inputs) {
+            strip_str(inputs, name, &|s| unfile(ns, s));
+        }
+        for name in &rule.folder_inputs {
+            strip_str(inputs, name, &unfolder);
+        }
+        for name in &rule.dict_inputs {
+            let Ok(Some(Value::Object(obj))) = literal(inputs, name) else {
+                continue;
+            };
+            let mut obj = obj.clone();
+            for field in DICT_FILE_FIELDS {
+                if let Some(client) = obj
+                    .get(field)
+                    .and_then(Value::as_str)
+                    .and_then(|s| unfile(ns, s))
+                {
+                    obj.insert(field.to_owned(), Value::String(client));
+                }
+            }
+            inputs.insert(name.clone(), Value::Object(obj));
+        }
+    }
+}
+
+fn strip_str(inputs: &mut Map<String, Value>, name: &str, f: &dyn Fn(&str) -> Option<String>) {
+    if let Ok(Some(s)) = literal_str(inputs, name)
+        && let Some(client) = f(s)
+    {
+        inputs.insert(name.to_owned(), Value::String(client));
+    }
+}
+
+fn unfile(ns: &str, s: &str) -> Option<String> {
+    let (path, ann) = split_annotation(s);
+    let client = path_from_upstream(ns, ann.unwrap_or(Kind::Input), path)?;
+    Some(format!(
+        "{client}{}",
+        ann.map(Kind::annotation).unwrap_or_default()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tenancy::nodes::NodeRule;
+
+    const NS: &str = "u_alice";
+    const OWNED: &str = "ComfyUI_temp_owned_00001_.png";
+
+    fn catalog() -> Catalog {
+        Catalog::from_object_info(&json!({
+            "SaveImage": {"python_module": "nodes", "output_node": true},
+            "PreviewImage": {"python_module": "nodes", "output_node": true},
+            "LoadImage": {"python_module": "nodes", "output_node": false},
+            "LoadImageOutput": {"python_module": "nodes", "output_node": false},
+            "KSampler": {"python_module": "nodes", "output_node": false},
+            "ImageInvert": {"python_module": "nodes", "output_node": false},
+            "WebcamCapture": {"python_module": "comfy_extras.nodes_webcam", "output_node": false},
+            "Load3D": {"python_module": "comfy_extras.nodes_load_3d", "output_node": false},
+            "Preview3D": {"python_module": "comfy_extras.nodes_load_3d", "output_node": true},
+            "LoadImageSetFromFolderNode": {"python_module": "comfy_extras.nodes_train", "output_node": false},
+            "SaveLoRANode": {"python_module": "comfy_extras.nodes_train", "output_node": true},
+            "LossGraphNode": {"python_module": "comfy_extras.nodes_train", "output_node": true},
+            "RecordAudio": {"python_module": "comfy_extras.nodes_audio", "output_node": false},
+            "LoadVideo": {"python_module": "comfy_extras.nodes_video", "output_node": false, "api_node": false},
+            "MySaver": {"python_module": "custom_nodes.my_pack", "output_node": true},
+            "MyPure": {"python_module": "custom_nodes.my_pack.sub", "output_node": false},
+            "SaveImageWebsocket": {"python_module": "custom_nodes.websocket_image_save", "output_node": true},
+            "FluxProUltraImageNode": {"python_module": "comfy_api_nodes.nodes_bfl", "output_node": false, "api_node": true},
+            "GeminiInputFiles": {"python_module": "comfy_api_nodes.nodes_gemini", "output_node": false},
+            "Weird": {"python_module": "somewhere_else", "output_node": false},
+        }))
+    }
+
+    fn owns(kind: Kind, dir: &str, name: &str) -> bool {
+        kind == Kind::Temp && dir.is_empty() && name == OWNED
+    }
+
+    fn run_with(
+        prompt: Value,
+        admin: bool,
+        rules: &NodeRules,
+        catalog: &Catalog,
+    ) -> Result<Map<String, Value>, Refusal> {
+        let mut p = prompt.as_object().unwrap().clone();
+        let ctx = Ctx {
+            ns: NS,
+            owner_tag: "tag-alice",
+            catalog,
+            rules,
+            admin,
+            owns_file: &owns,
+        };
+        rewrite(&mut p, &ctx).map(|()| p)
+    }
+
+    fn run(prompt: Value) -> Result<Map<String, Value>, Refusal> {
+        run_with(prompt, false, &NodeRules::builtin(), &catalog())
+    }
+
+    fn one(class: &str, inputs: Value) -> Value {
+        json!({ "1": { "class_type": class, "inputs": inputs } })
+    }
+
+    /// Rewrites a one-node graph and returns that input's new value.
+    fn input_after(class: &str, input: &str, value: Value) -> Result<Value, Refusal> {
+        let p = run(one(class, json!({ input: value })))?;
+        Ok(p["1"]["inputs"][input].clone())
+    }
+
+    fn refused(class: &str, input: &str, value: Value) -> Refusal {
+        match input_after(class, input, value.clone()) {
+            Err(r) => r,
+            Ok(v) => panic!("{class}.{input} = {value} passed as {v}"),
+        }
+    }
+
+    // ------------------------------------------------------------------ prefixes
+
+    #[test]
+    fn prefixes_are_namespaced() {
+        for (client, up) in [
+            ("alice/test", "u_alice/alice/test"),
+            ("ComfyUI", "u_alice/ComfyUI"),
+            ("%year%/%month%/x", "u_alice/%year%/%month%/x"),
+            ("a/./b//c", "u_alice/a/b/c"),
+            ("checkpoints/mine", "u_alice/checkpoints/mine"),
+            ("日本/é", "u_alice/日本/é"),
+        ] {
+            assert_eq!(
+                input_after("SaveImage", "filename_prefix", json!(client)).unwrap(),
+                json!(up),
+                "{client}"
+            );
+        }
+    }
+
+    #[test]
+    fn prefix_traversal_is_refused() {
+        for bad in [
+            "alice/../bob/x",
+            "../x",
+            "/srv/abs/x",
+            "a\\..\\x",
+            "c:x",
+            "blake3:abc",
+            "a\0b",
+            "~root/x",
+            "x/..",
+        ] {
+            let r = refused("SaveImage", "filename_prefix", json!(bad));
+            assert_eq!(r.input.as_deref(), Some("filename_prefix"), "{bad}");
+            assert_eq!(
+                (r.node_id.as_str(), r.class_type.as_str()),
+                ("1", "SaveImage")
+            );
+        }
+    }
+
+    #[test]
+    fn linked_prefix_is_refused() {
+        let r = refused("SaveImage", "filename_prefix", json!(["5", 0]));
+        assert!(r.message.contains("link"), "{}", r.message);
+        assert_eq!(r.input.as_deref(), Some("filename_prefix"));
+        refused("SaveImage", "filename_prefix", json!([5, 0]));
+        refused("SaveImage", "filename_prefix", json!(["5", 0, 1]));
+    }
+
+    #[test]
+    fn non_string_prefix_is_refused() {
+        for bad in [
+            json!(5),
+            json!(null),
+            json!(true),
+            json!({"a": 1}),
+            json!({"__value__": 5}),
+            json!({"__value__": ["5", 0]}),
+        ] {
+            refused("SaveImage", "filename_prefix", bad);
+        }
+    }
+
+    #[test]
+    fn empty_and_folder_only_prefixes_get_a_file_name() {
+        for (client, up) in [
+            ("", "u_alice/ComfyUI"),
+            (".", "u_alice/ComfyUI"),
+            ("./", "u_alice/ComfyUI"),
+            ("foo/", "u_alice/foo/ComfyUI"),
+            ("foo//", "u_alice/foo/ComfyUI"),
+            // What a naive proxy makes of an empty value: never the namespace root itself.
+            ("u_alice/", "u_alice/ComfyUI"),
+        ] {
+            assert_eq!(
+                input_after("SaveImage", "filename_prefix", json!(client)).unwrap(),
+                json!(up),
+                "{client:?}"
+            );
+        }
+        let p = run(one("SaveImage", json!({ "images": ["2", 0] }))).unwrap();
+        assert_eq!(
+            p["1"]["inputs"]["filename_prefix"],
+            json!("u_alice/ComfyUI"),
+            "a missing prefix gets the default"
+        );
+    }
+
+    #[test]
+    fn prefix_rewrite_is_idempotent() {
+        assert_eq!(
+            input_after("SaveImage", "filename_prefix", json!("u_alice/x")).unwrap(),
+            json!("u_alice/x")
+        );
+        assert_eq!(
+            input_after("SaveImage", "filename_prefix", json!("u_alice")).unwrap(),
+            json!("u_alice/u_alice")
+        );
+        assert_eq!(
+            input_after("SaveImage", "filename_prefix", json!("u_bob/x")).unwrap(),
+            json!("u_alice/u_bob/x")
+        );
+    }
+
+    #[test]
+    fn over_long_prefix_is_refused() {
+        let long = format!("{}/x", "a".repeat(255));
+        assert!(input_after("SaveImage", "filename_prefix", json!(long)).is_ok());
+        refused("SaveImage", "filename_prefix", json!("a".repeat(256)));
+        // Fits alone, not once namespaced.
+        let near = "a/".repeat(500) + &"b".repeat(20);
+        assert!(clean(&near).is_ok());
+        refused("SaveImage", "filename_prefix", json!(near));
+    }
+
+    #[test]
+    fn save_lora_prefix_is_namespaced() {
+        assert_eq!(
+            input_after("SaveLoRANode", "prefix", json!("loras/mine")).unwrap(),
+            json!("u_alice/loras/mine")
+        );
+        refused("SaveLoRANode", "prefix", json!(["3", 0]));
+    }
+
+    #[test]
+    fn wrapped_values_are_unwrapped() {
+        assert_eq!(
+            input_after("SaveImage", "filename_prefix", json!({"__value__": "x"})).unwrap(),
+            json!("u_alice/x")
+        );
+        assert_eq!(
+            input_after("LoadImage", "image", json!({"__value__": "pasted/x.png"})).unwrap(),
+            json!("u_alice/pasted/x.png")
+        );
+        refused("SaveImage", "filename_prefix", json!({"__value__": "../x"}));
+        refused(
+            "LoadImage",
+            "image",
+            json!({"__value__": "/srv/outside.png"}),
+        );
+    }
+
+    // ------------------------------------------------------------------ file references
+
+    #[test]
+    fn file_references_are_namespaced() {
+        for (class, client, up) in [
+            ("LoadImage", "pasted/x.png", "u_alice/pasted/x.png"),
+            ("LoadImage", "x.png", "u_alice/x.png"),
+            ("LoadImage", "./a//x.png", "u_alice/a/x.png"),
+            ("LoadImage", "x.png [input]", "u_alice/x.png [input]"),
+            (
+                "LoadImage",
+                "sub/x.png [output]",
+                "u_alice/sub/x.png [output]",
+            ),
+            ("LoadImage", "3d/x.png", "3d/u_alice/x.png"),
+            (
+                "LoadImageOutput",
+                "ComfyUI_00001_.png [output]",
+                "u_alice/ComfyUI_00001_.png [output]",
+            ),
+            (
+                "WebcamCapture",
+                "webcam/a.png [temp]",
+                "u_alice/webcam/a.png [temp]",
+            ),
+            (
+                "RecordAudio",
+                "audio/r.webm [temp]",
+                "u_alice/audio/r.webm [temp]",
+            ),
+            ("LoadVideo", "v.mp4", "u_alice/v.mp4"),
+        ] {
+            let input = match class {
+                "RecordAudio" => "audio",
+                "LoadVideo" => "file",
+                _ => "image",
+            };
+            assert_eq!(
+                input_after(class, input, json!(client)).unwrap(),
+                json!(up),
+                "{class} {client}"
+            );
+        }
+    }
+
+    #[test]
+    fn file_references_outside_are_refused() {
+        for bad in [
+            "/srv/outside.png",
+            "../x.png [temp]",
+            "../user/default/x.png",
+            "a/../../x.png",
+            "",
+            ".",
+            " [temp]",
+            "x[output]",
+            "x.png[temp]",
+            "a.png [temp] [temp]",
+            "a.png [output] [input]",
+            "blake3:0123",
+            "c:\\x.png",
+            "x\0.png",
+        ] {
+            let r = refused("LoadImage", "image", json!(bad));
+            assert_eq!(r.input.as_deref(), Some("image"), "{bad:?}");
+        }
+        refused("LoadImage", "image", json!(["7", 0]));
+        refused("LoadImage", "image", json!(42));
+    }
+
+    #[test]
+    fn file_reference_already_in_namespace_is_kept() {
+        for v in [
+            "u_alice/x.png",
+            "u_alice/pasted/x.png [temp]",
+            "3d/u_alice/x.png",
+        ] {
+            assert_eq!(
+                input_after("LoadImage", "image", json!(v)).unwrap(),
+                json!(v)
+            );
+        }
+        assert_eq!(
+            input_after("LoadImage", "image", json!("u_bob/x.png")).unwrap(),
+            json!("u_alice/u_bob/x.png")
+        );
+    }
+
+    #[test]
+    fn ledger_owned_files_outside_the_namespace_pass_unchanged() {
+        let owned = format!("{OWNED} [temp]");
+        assert_eq!(
+            input_after("LoadImage", "image", json!(owned)).unwrap(),
+            json!(owned)
+        );
+        assert_eq!(
+            input_after("LoadImage", "image", json!(format!("./{owned}"))).unwrap(),
+            json!(owned),
+            "cleaned"
+        );
+        // Someone else's preview (or the same name in another root) goes into the namespace.
+        let other = "ComfyUI_temp_other_00001_.png [temp]";
+        assert_eq!(
+            input_after("LoadImage", "image", json!(other)).unwrap(),
+            json!(format!("u_alice/{other}"))
+        );
+        assert_eq!(
+            input_after("LoadImage", "image", json!(OWNED)).unwrap(),
+            json!(format!("u_alice/{OWNED}"))
+        );
+        assert_eq!(
+            input_after("LoadImage", "image", json!(format!("{OWNED} [output]"))).unwrap(),
+            json!(format!("u_alice/{OWNED} [output]"))
+        );
+    }
+
+    #[test]
+    fn missing_reader_input_is_left_to_comfyui() {
+        let p = run(one("LoadImage", json!({}))).unwrap();
+        assert_eq!(p["1"]["inputs"], json!({}));
+    }
+
+    // ------------------------------------------------------------------ Load3D, folders, strict names
+
+    #[test]
+    fn load3d_model_file_and_image_dict() {
+        let p = run(one(
+            "Load3D",
+            json!({
+                "model_file": "3d/scene/x.glb",
+                "image": {
+                    "image": "threed/i.png [temp]",
+                    "mask": "threed/m.png [temp]",
+                    "normal": "threed/n.png [temp]",
+                    "lineart": "threed/l.png [temp]",
+                    "recording": "",
+                    "camera_info": {"position": {"x": 1}},
+                },
+                "width": 1024,
+                "height": 1024,
+            }),
+        ))
+        .unwrap();
+        let inputs = &p["1"]["inputs"];
+        assert_eq!(inputs["model_file"], json!("3d/u_alice/scene/x.glb"));
+        assert_eq!(
+            inputs["image"],
+            json!({
+                "image": "u_alice/threed/i.png [temp]",
+                "mask": "u_alice/threed/m.png [temp]",
+                "normal": "u_alice/threed/n.png [temp]",
+                "lineart": "u_alice/threed/l.png [temp]",
+                "recording": "",
+                "camera_info": {"position": {"x": 1}},
+            })
+        );
+        assert_eq!(inputs["width"], json!(1024));
+        assert!(inputs.get(OWNER_INPUT).is_none());
+    }
+
+    #[test]
+    fn load3d_recording_and_wrapped_dict() {
+        let v = input_after(
+            "Load3D",
+            "image",
+            json!({"__value__": {"image": "threed/i.png [temp]", "recording": "threed/r.webm [temp]"}}),
+        );
+        assert_eq!(
+            v.unwrap(),
+            json!({"image": "u_alice/threed/i.png [temp]", "recording": "u_alice/threed/r.webm [temp]"})
+        );
+    }
+
+    #[test]
+    fn load3d_refusals() {
+        for bad in [
+            "x.glb",
+            "../3d/x.glb",
+            "3d/../x.glb",
+            "/input/3d/x.glb",
+            "3d",
+            "",
+        ] {
+            refused("Load3D", "model_file", json!(bad));
+        }
+        assert_eq!(
+            input_after("Load3D", "model_file", json!("3d/u_alice/x.glb")).unwrap(),
+            json!("3d/u_alice/x.glb")
+        );
+        assert_eq!(
+            input_after("Load3D", "model_file", json!("3d/x.glb [output]")).unwrap(),
+            json!("u_alice/3d/x.glb [output]")
+        );
+        refused("Load3D", "model_file", json!(["2", 0]));
+        refused("Load3D", "image", json!(["2", 0]));
+        refused("Load3D", "image", json!("threed/i.png [temp]"));
+        refused("Load3D", "image", json!({"image": "../i.png [temp]"}));
+        refused("Load3D", "image", json!({"mask": "/etc/passwd"}));
+        refused("Load3D", "image", json!({"normal": 5}));
+        let r = refused("Load3D", "image", json!({"recording": "/tmp/r.webm"}));
+        assert!(r.message.starts_with("recording"), "{}", r.message);
+    }
+
+    #[test]
+    fn preview3d_is_pure_and_may_be_linked() {
+        let p = run(one("Preview3D", json!({"model_file": ["1", 2]}))).unwrap();
+        assert_eq!(p["1"]["inputs"]["model_file"], json!(["1", 2]));
+        assert_eq!(p["1"]["inputs"][OWNER_INPUT], json!("tag-alice"));
+    }
+
+    #[test]
+    fn folders_are_namespaced() {
+        for (client, up) in [
+            ("alice", "u_alice/alice"),
+            ("a/b", "u_alice/a/b"),
+            ("", "u_alice"),
+            ("3d", "3d/u_alice"),
+            ("u_alice/x", "u_alice/x"),
+        ] {
+            assert_eq!(
+                input_after("LoadImageSetFromFolderNode", "folder", json!(client)).unwrap(),
+                json!(up),
+                "{client:?}"
+            );
+        }
+        for bad in [
+            json!("../x"),
+            json!("/srv"),
+            json!("a\\b"),
+            json!(["1", 0]),
+            json!(1),
+        ] {
+            refused("LoadImageSetFromFolderNode", "folder", bad);
+        }
+    }
+
+    #[test]
+    fn strict_names_only() {
+        for ok in ["loss_graph", "A-1", &"x".repeat(64)] {
+            assert_eq!(
+                input_after("LossGraphNode", "filename_prefix", json!(ok)).unwrap(),
+                json!(ok)
+            );
+        }
+        for bad in [
+            json!(""),
+            json!("a/b"),
+            json!("../x"),
+            json!("a.b"),
+            json!("é"),
+            json!("x".repeat(65)),
+            json!(["1", 0]),
+        ] {
+            refused("LossGraphNode", "filename_prefix", bad);
+        }
+        assert_eq!(
+            input_after(
+                "LossGraphNode",
+                "filename_prefix",
+                json!({"__value__": "g"})
+            )
+            .unwrap(),
+            json!("g")
+        );
+    }
+
+    // ------------------------------------------------------------------ classes
+
+    #[test]
+    fn custom_node_refused_with_config_key() {
+        let r = run(one("MySaver", json!({"filename_prefix": "x"}))).unwrap_err();
+        assert!(r.message.contains("MySaver"), "{}", r.message);
+        assert!(
+            r.message.contains("[tenancy.nodes.MySaver]"),
+            "{}",
+            r.message
+        );
+        assert!(r.message.contains("warden.toml"), "{}", r.message);
+        assert_eq!(r.input, None);
+        let r = run(one("SaveImageWebsocket", json!({"images": ["1", 0]}))).unwrap_err();
+        assert!(
+            r.message.contains("[tenancy.nodes.SaveImageWebsocket]"),
+            "{}",
+            r.message
+        );
+        let r = run(one("Weird", json!({}))).unwrap_err();
+        assert!(r.message.contains("[tenancy.nodes.Weird]"), "{}", r.message);
+    }
+
+    #[test]
+    fn custom_node_allowed_when_configured() {
+        let extra: BTreeMap<String, NodeRule> = toml::from_str(
+            "[MySaver]\nprefix_inputs = [\"filename_prefix\"]\n[MyPure]\npure = true\n[SaveImageWebsocket]\npure = true\n",
+        )
+        .unwrap();
+        let rules = NodeRules::with_config(&extra);
+        let p = run_with(
+            json!({
+                "1": {"class_type": "MySaver", "inputs": {"filename_prefix": "out/x", "images": ["2", 0]}},
+                "2": {"class_type": "MyPure", "inputs": {"anything": "/etc/passwd"}},
+                "3": {"class_type": "SaveImageWebsocket", "inputs": {"images": ["2", 0]}},
+            }),
+            false,
+            &rules,
+            &catalog(),
+        )
+        .unwrap();
+        assert_eq!(p["1"]["inputs"]["filename_prefix"], json!("u_alice/out/x"));
+        assert_eq!(p["1"]["inputs"][OWNER_INPUT], json!("tag-alice"));
+        assert_eq!(
+            p["2"]["inputs"],
+            json!({"anything": "/etc/passwd"}),
+            "pure: the operator vouched for it"
+        );
+        assert_eq!(p["3"]["inputs"][OWNER_INPUT], json!("tag-alice"));
+        // Its paths are still checked.
+        let r = run_with(
+            one("MySaver", json!({"filename_prefix": ["9", 0]})),
+            false,
+            &rules,
+            &catalog(),
+        )
+        .unwrap_err();
+        assert_eq!(r.input.as_deref(), Some("filename_prefix"));
+    }
+
+    #[test]
+    fn empty_config_rule_does_not_allow() {
+        let extra = BTreeMap::from([("MyPure".to_owned(), NodeRule::default())]);
+        let r = run_with(
+            one("MyPure", json!({})),
+            false,
+            &NodeRules::with_config(&extra),
+            &catalog(),
+        )
+        .unwrap_err();
+        assert!(
+            r.message.contains("[tenancy.nodes.MyPure]"),
+            "{}",
+            r.message
+        );
+    }
+
+    #[test]
+    fn api_nodes_refused() {
+        let r = run(one("FluxProUltraImageNode", json!({"prompt": "cat"}))).unwrap_err();
+        assert!(r.message.contains("API node"), "{}", r.message);
+        assert!(
+            r.message.contains("[tenancy.nodes.FluxProUltraImageNode]"),
+            "{}",
+            r.message
+        );
+        // python_module alone is enough (no api_node flag on the input-file helpers).
+        let r = run(one("GeminiInputFiles", json!({"file": "a.pdf"}))).unwrap_err();
+        assert!(
+            r.message.contains("[tenancy.nodes.GeminiInputFiles]"),
+            "{}",
+            r.message
+        );
+        let extra = BTreeMap::from([(
+            "FluxProUltraImageNode".to_owned(),
+            NodeRule {
+                pure: true,
+                ..NodeRule::default()
+            },
+        )]);
+        let rules = NodeRules::with_config(&extra);
+        assert!(
+            run_with(
+                one("FluxProUltraImageNode", json!({"prompt": "cat"})),
+                false,
+                &rules,
+                &catalog()
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn denied_rules_refuse_non_admins_only() {
+        let extra = BTreeMap::from([(
+            "KSampler".to_owned(),
+            NodeRule {
+                denied: true,
+                pure: true,
+                ..NodeRule::default()
+            },
+        )]);
+        let rules = NodeRules::with_config(&extra);
+        let r = run_with(one("KSampler", json!({})), false, &rules, &catalog()).unwrap_err();
+        assert!(r.message.contains("KSampler"), "{}", r.message);
+        assert!(run_with(one("KSampler", json!({})), true, &rules, &catalog()).is_ok());
+        // A configured Gemini rule that keeps `denied` still refuses.
+        let extra = BTreeMap::from([(
+            "GeminiInputFiles".to_owned(),
+            NodeRule {
+                denied: true,
+                ..NodeRule::default()
+            },
+        )]);
+        let rules = NodeRules::with_config(&extra);
+        assert!(
+            run_with(
+                one("GeminiInputFiles", json!({"file": "a.pdf"})),
+                false,
+                &rules,
+                &catalog()
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn admins_may_use_any_known_class_but_stay_namespaced() {
+        let rules = NodeRules::builtin();
+        let cat = catalog();
+        let p = run_with(
+            json!({
+                "1": {"class_type": "MySaver", "inputs": {"filename_prefix": "x"}},
+                "2": {"class_type": "FluxProUltraImageNode", "inputs": {}},
+                "3": {"class_type": "GeminiInputFiles", "inputs": {"file": "a.pdf"}},
+                "4": {"class_type": "SaveImage", "inputs": {"filename_prefix": ""}},
+                "5": {"class_type": "Weird", "inputs": {}},
+            }),
+            true,
+            &rules,
+            &cat,
+        )
+        .unwrap();
+        assert_eq!(
+            p["1"]["inputs"]["filename_prefix"],
+            json!("x"),
+            "no rule: nothing to rewrite"
+        );
+        assert_eq!(p["3"]["inputs"]["file"], json!("u_alice/a.pdf"));
+        assert_eq!(
+            p["4"]["inputs"]["filename_prefix"],
+            json!("u_alice/ComfyUI")
+        );
+        assert!(
+            run_with(
+                one("SaveImage", json!({"filename_prefix": "../x"})),
+                true,
+                &rules,
+                &cat
+            )
+            .is_err()
+        );
+        assert!(
+            run_with(
+                one("LoadImage", json!({"image": "/srv/outside.png"})),
+                true,
+                &rules,
+                &cat
+            )
+            .is_err()
+        );
+        assert!(run_with(one("NoSuchNode", json!({})), true, &rules, &cat).is_err());
+    }
+
+    #[test]
+    fn unknown_class_and_empty_catalog_are_refused() {
+        let r = run(one("NoSuchNode", json!({}))).unwrap_err();
+        assert!(r.message.contains("unknown node class"), "{}", r.message);
+        assert_eq!(r.class_type, "NoSuchNode");
+        let empty = Catalog::default();
+        for admin in [false, true] {
+            let r = run_with(
+                one("KSampler", json!({})),
+                admin,
+                &NodeRules::builtin(),
+                &empty,
+            )
+            .unwrap_err();
+            assert!(r.message.contains("not available"), "{}", r.message);
+        }
+        assert!(
+            run_with(json!({}), false, &NodeRules::builtin(), &empty).is_ok(),
+            "an empty graph: ComfyUI answers"
+        );
+    }
+
+    #[test]
+    fn malformed_nodes_are_refused() {
+        for (node, what) in [
+            (json!("x"), "object"),
+            (json!(["KSampler"]), "object"),
+            (json!({"inputs": {}}), "class_type"),
+            (json!({"class_type": 5, "inputs": {}}), "class_type"),
+            (json!({"class_type": "KSampler"}), "inputs"),
+            (json!({"class_type": "KSampler", "inputs": []}), "inputs"),
+            (json!({"class_type": "KSampler", "inputs": "x"}), "inputs"),
+        ] {
+            let r = run(json!({ "n-1": node })).unwrap_err();
+            assert!(r.message.contains(what), "{node}: {}", r.message);
+            assert_eq!(r.node_id, "n-1");
+        }
+    }
+
+    // ------------------------------------------------------------------ owner input, shape
+
+    #[test]
+    fn owner_input_only_on_output_nodes() {
+        let p = run(json!({
+            "1": {"class_type": "LoadImage", "inputs": {"image": "x.png", OWNER_INPUT: "forged"}},
+            "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+            "3": {"class_type": "SaveImage", "inputs": {"filename_prefix": "x", "images": ["2", 0], OWNER_INPUT: "u_bob"}},
+            "4": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}},
+        }))
+        .unwrap();
+        assert!(
+            p["1"]["inputs"].get(OWNER_INPUT).is_none(),
+            "client-sent owner input removed"
+        );
+        assert!(p["2"]["inputs"].get(OWNER_INPUT).is_none());
+        assert_eq!(
+            p["3"]["inputs"][OWNER_INPUT],
+            json!("tag-alice"),
+            "forged owner overwritten"
+        );
+        assert_eq!(p["4"]["inputs"][OWNER_INPUT], json!("tag-alice"));
+    }
+
+    #[test]
+    fn extra_keys_and_meta_are_kept() {
+        let p = run(json!({
+            "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "x", "images": ["2", 0], "extra": {"k": 1}},
+                  "_meta": {"title": "Save"}, "is_changed": ["abc"]},
+            "2": {"class_type": "KSampler", "inputs": {"seed": 1, "model": ["4", 0]}},
+        }))
+        .unwrap();
+        assert_eq!(p["9"]["_meta"], json!({"title": "Save"}));
+        assert_eq!(p["9"]["is_changed"], json!(["abc"]));
+        assert_eq!(p["9"]["inputs"]["extra"], json!({"k": 1}));
+        assert_eq!(p["9"]["inputs"]["images"], json!(["2", 0]));
+        assert_eq!(p["2"]["inputs"], json!({"seed": 1, "model": ["4", 0]}));
+    }
+
+    #[test]
+    fn refused_graph_is_left_untouched() {
+        let original = json!({
+            "1": {"class_type": "SaveImage", "inputs": {"filename_prefix": "x"}},
+            "2": {"class_type": "LoadImage", "inputs": {"image": "../x.png"}},
+        });
+        let mut p = original.as_object().unwrap().clone();
+        let (rules, cat) = (NodeRules::builtin(), catalog());
+        let ctx = Ctx {
+            ns: NS,
+            owner_tag: "t",
+            catalog: &cat,
+            rules: &rules,
+            admin: false,
+            owns_file: &owns,
+        };
+        let r = rewrite(&mut p, &ctx).unwrap_err();
+        assert_eq!(r.node_id, "2");
+        assert_eq!(Value::Object(p), original);
+    }
+
+    #[test]
+    fn refusal_in_comfy_shape() {
+        let r = Refusal {
+            node_id: "3".into(),
+            class_type: "LoadImage".into(),
+            input: Some("image".into()),
+            message: "'..' is not allowed in paths".into(),
+        };
+        let v = r.to_comfy_error();
+        assert_eq!(v["error"]["type"], json!("prompt_refused"));
+        assert_eq!(v["error"]["message"], json!(r.message));
+        assert_eq!(
+            v["error"]["details"],
+            json!("Node ID '#3' (LoadImage), input 'image'")
+        );
+        assert_eq!(v["error"]["extra_info"], json!({}));
+        let n = &v["node_errors"]["3"];
+        assert_eq!(n["class_type"], json!("LoadImage"));
+        assert_eq!(n["dependent_outputs"], json!([]));
+        assert_eq!(n["errors"][0]["type"], json!("prompt_refused"));
+        assert_eq!(n["errors"][0]["message"], json!(r.message));
+        assert_eq!(n["errors"][0]["details"], json!("image"));
+        assert_eq!(n["errors"][0]["extra_info"], json!({"input_name": "image"}));
+        let v = Refusal {
+            input: None,
+            class_type: String::new(),
+            ..r
+        }
+        .to_comfy_error();
+        assert_eq!(v["node_errors"]["3"]["errors"][0]["extra_info"], json!({}));
+        assert_eq!(v["error"]["details"], json!("Node ID '#3'"));
+    }
+
+    // ------------------------------------------------------------------ strip
+
+    fn every_kind() -> Value {
+        json!({
+            "1": {"class_type": "SaveImage", "inputs": {"filename_prefix": "alice/%year%/x", "images": ["2", 0]}},
+            "2": {"class_type": "LoadImage", "inputs": {"image": "pasted/x.png"}},
+            "3": {"class_type": "LoadImageOutput", "inputs": {"image": "ComfyUI_00001_.png [output]"}},
+            "4": {"class_type": "WebcamCapture", "inputs": {"image": "webcam/a.png [temp]", "width": 0}},
+            "5": {"class_type": "LoadImage", "inputs": {"image": "3d/tex.png"}},
+            "6": {"class_type": "LoadImage", "inputs": {"image": format!("{OWNED} [temp]")}},
+            "7": {"class_type": "Load3D", "inputs": {
+                "model_file": "3d/scene/x.glb",
+                "image": {"image": "threed/i.png [temp]", "mask": "threed/m.png [temp]", "normal": "threed/n.png [temp]",
+                          "lineart": "threed/l.png [temp]", "recording": "", "camera_info": null}}},
+            "8": {"class_type": "LoadImageSetFromFolderNode", "inputs": {"folder": "set1"}},
+            "9": {"class_type": "SaveLoRANode", "inputs": {"prefix": "loras/mine", "lora": ["10", 0]}},
+            "10": {"class_type": "LossGraphNode", "inputs": {"filename_prefix": "loss", "loss": ["11", 1]}},
+            "11": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}},
+            "12": {"class_type": "LoadVideo", "inputs": {"file": "clips/v.mp4"}},
+            "13": {"class_type": "RecordAudio", "inputs": {"audio": "audio/r.webm [temp]"}},
+            "14": {"class_type": "Preview3D", "inputs": {"model_file": "mesh/x.glb"}},
+            "15": {"class_type": "LoadImageSetFromFolderNode", "inputs": {"folder": "3d/set"}},
+        })
+    }
+
+    #[test]
+    fn strip_inverts_rewrite_for_every_path_kind() {
+        let original = every_kind();
+        let rewritten = run(original.clone()).unwrap();
+        let dump = serde_json::to_string(&rewritten).unwrap();
+        assert!(
+            dump.contains("u_alice/pasted/x.png") && dump.contains("3d/u_alice/scene/x.glb"),
+            "{dump}"
+        );
+        let mut back = rewritten.clone();
+        strip(&mut back, NS, &NodeRules::builtin());
+        assert_eq!(Value::Object(back.clone()), original);
+        assert!(!serde_json::to_string(&back).unwrap().contains(OWNER_INPUT));
+        // And rewriting the stripped graph gives the same upstream graph again.
+        let again = run(Value::Object(back)).unwrap();
+        assert_eq!(again, rewritten);
+    }
+
+    #[test]
+    fn strip_leaves_values_outside_the_namespace() {
+        let mut p = json!({
+            "1": {"class_type": "LoadImage", "inputs": {"image": "u_bob/x.png", OWNER_INPUT: "t"}},
+            "2": {"class_type": "SaveImage", "inputs": {"filename_prefix": "elsewhere/x", OWNER_INPUT: "t"}},
+            "3": {"class_type": "LoadImage", "inputs": {"image": ["1", 0]}},
+            "4": {"class_type": "Load3D", "inputs": {"image": "weird", "model_file": "3d/u_bob/x.glb"}},
+            "5": "not a node",
+            "6": {"class_type": "Unknown", "inputs": {"image": "u_alice/x.png", OWNER_INPUT: "t"}},
+            "7": {"class_type": "SaveImage", "inputs": {"filename_prefix": {"__value__": "u_alice/w"}}},
+            "8": {"class_type": "LoadImageSetFromFolderNode", "inputs": {"folder": "u_alice"}},
+        })
+        .as_object()
+        .unwrap()
+        .clone();
+        strip(&mut p, NS, &NodeRules::builtin());
+        assert_eq!(
+            Value::Object(p),
+            json!({
+                "1": {"class_type": "LoadImage", "inputs": {"image": "u_bob/x.png"}},
+                "2": {"class_type": "SaveImage", "inputs": {"filename_prefix": "elsewhere/x"}},
+                "3": {"class_type": "LoadImage", "inputs": {"image": ["1", 0]}},
+                "4": {"class_type": "Load3D", "inputs": {"image": "weird", "model_file": "3d/u_bob/x.glb"}},
+                "5": "not a node",
+                "6": {"class_type": "Unknown", "inputs": {"image": "u_alice/x.png"}},
+                "7": {"class_type": "SaveImage", "inputs": {"filename_prefix": "w"}},
+                "8": {"class_type": "LoadImageSetFromFolderNode", "inputs": {"folder": ""}},
+            })
+        );
+    }
+
+    // ------------------------------------------------------------------ catalog
+
+    #[test]
+    fn catalog_origins_and_defaults() {
+        let cat = catalog();
+        assert_eq!(cat.get("SaveImage").unwrap().origin(), Origin::Core);
+        assert_eq!(cat.get("Load3D").unwrap().origin(), Origin::Core);
+        assert_eq!(cat.get("MySaver").unwrap().origin(), Origin::Custom);
+        assert_eq!(cat.get("MyPure").unwrap().origin(), Origin::Custom);
+        assert_eq!(
+            cat.get("FluxProUltraImageNode").unwrap().origin(),
+            Origin::Api
+        );
+        assert_eq!(cat.get("GeminiInputFiles").unwrap().origin(), Origin::Api);
+        assert_eq!(cat.get("Weird").unwrap().origin(), Origin::Other);
+        let odd = Catalog::from_object_info(&json!({
+            "A": {}, "B": {"python_module": "nodes", "output_node": "yes"}, "C": "x",
+            "D": {"python_module": "nodes_extra"}, "E": {"python_module": "comfy_extras_evil.x"},
+            "F": {"python_module": "nodes", "api_node": true, "output_node": false},
+        }));
+        assert_eq!(
+            odd.get("A").unwrap(),
+            &ClassInfo {
+                python_module: String::new(),
+                output_node: true,
+                api_node: false
+            }
+        );
+        assert_eq!(odd.get("A").unwrap().origin(), Origin::Other);
+        assert!(
+            odd.get("B").unwrap().output_node,
+            "unreadable output_node counts as an output node"
+        );
+        assert!(odd.get("C").is_none());
+        assert_eq!(odd.get("D").unwrap().origin(), Origin::Other);
+        assert_eq!(odd.get("E").unwrap().origin(), Origin::Other);
+        assert_eq!(odd.get("F").unwrap().origin(), Origin::Api);
+        assert!(Catalog::from_object_info(&json!([])).is_empty());
+        assert!(!odd.is_empty());
+    }
+
+    fn real_catalog() -> Catalog {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/comfyui-0.3.64/object_info.json"
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        Catalog::from_object_info(&v["body"])
+    }
+
+    #[test]
+    fn builtin_rules_match_the_real_catalog() {
+        let cat = real_catalog();
+        assert!(!cat.is_empty());
+        let mut absent = Vec::new();
+        let rules = NodeRules::builtin();
+        for (class, rule) in rules.iter() {
+            let Some(info) = cat.get(class) else {
+                absent.push(class);
+                continue;
+            };
+            let family = match class {
+                "SaveImage" | "SaveLatent" | "PreviewImage" | "LoadImage" | "LoadImageMask"
+                | "LoadImageOutput" | "LoadLatent" => "nodes",
+                "GeminiInputFiles" | "OpenAIInputFiles" => "comfy_api_nodes.",
+                _ => "comfy_extras.",
+            };
+            assert!(
+                info.python_module.starts_with(family),
+                "{class}: {}",
+                info.python_module
+            );
+            if !rule.denied {
+                assert_eq!(info.origin(), Origin::Core, "{class}");
+            }
+            if !rule.prefix_inputs.is_empty() || !rule.strict_name_inputs.is_empty() {
+                assert!(
+                    info.output_node,
+                    "{class} writes files and must carry the owner input"
+                );
+            }
+            if !rule.file_inputs.is_empty()
+                || !rule.model3d_inputs.is_empty()
+                || !rule.folder_inputs.is_empty()
+            {
+                assert!(!info.output_node, "{class}");
+            }
+        }
+        // nodes_audio did not import in the recorded environment (torchaudio mismatch).
+        assert_eq!(
+            absent,
+            [
+                "LoadAudio",
+                "PreviewAudio",
+                "RecordAudio",
+                "SaveAudio",
+                "SaveAudioMP3",
+                "SaveAudioOpus"
+            ]
+        );
+        for class in [
+            "SaveImage",
+            "PreviewImage",
+            "MaskPreview",
+            "Preview3D",
+            "SaveLoRANode",
+        ] {
+            assert!(cat.get(class).unwrap().output_node, "{class}");
+        }
+        assert_eq!(
+            cat.get("SaveImageWebsocket").unwrap().origin(),
+            Origin::Custom
+        );
+        assert_eq!(cat.get("KSampler").unwrap().origin(), Origin::Core);
+        assert!(!cat.get("KSampler").unwrap().output_node);
+    }
+
+    #[test]
+    fn recorded_prompt_passes_against_the_real_catalog() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/comfyui-0.3.64/prompt_post.json"
+        );
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let p = run_with(
+            v["request"]["json"]["prompt"].clone(),
+            false,
+            &NodeRules::builtin(),
+            &real_catalog(),
+        )
+        .unwrap();
+        assert_eq!(p["1"]["inputs"], json!({"image": "u_alice/alice/cat.png"}));
+        assert_eq!(p["2"]["inputs"], json!({"image": ["1", 0]}));
+        assert_eq!(
+            p["3"]["inputs"],
+            json!({"filename_prefix": "u_alice/alice/inverted", "images": ["2", 0], OWNER_INPUT: "tag-alice"})
+        );
+        assert_eq!(
+            p["4"]["inputs"],
+            json!({"images": ["1", 0], OWNER_INPUT: "tag-alice"})
+        );
+        let r = run_with(
+            one("SaveImageWebsocket", json!({"images": ["1", 0]})),
+            false,
+            &NodeRules::builtin(),
+            &real_catalog(),
+        );
+        assert!(r.is_err());
+        let r = run_with(
+            one("OpenAIInputFiles", json!({"file": "a.txt"})),
+            false,
+            &NodeRules::builtin(),
+            &real_catalog(),
+        );
+        assert!(r.is_err());
+    }
+}

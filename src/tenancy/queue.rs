@@ -1,0 +1,325 @@
+//! Queue, history and interrupt, scoped to the user: `GET /prompt`, `GET/POST /queue`,
+//! `GET /history[/{id}]`, `POST /history`, `POST /interrupt`. Paging of history is applied
+//! after filtering, with ComfyUI's semantics (`max_items` without `offset` = the last N).
+use super::ctx::{Ctx, empty_ok, private_json};
+use super::filter;
+use crate::auth::roles::Permission;
+use crate::body::Body;
+use crate::proxy::forward;
+use bytes::Bytes;
+use http::{Method, Response, StatusCode};
+use serde_json::{Map, Value, json};
+
+fn items<'v>(queue: &'v Value, key: &str) -> impl Iterator<Item = &'v Value> {
+    queue
+        .get(key)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+}
+
+fn item_id(item: &Value) -> Option<&str> {
+    item.get(1).and_then(Value::as_str)
+}
+
+/// A queue/history tuple as the user may see it.
+pub fn item_to_client(ctx: &Ctx<'_>, item: &mut Value) {
+    if let Some(extra) = item.get_mut(3) {
+        filter::clean_extra_data(extra);
+    }
+    if !ctx.sees_all()
+        && let Some(graph) = item.get_mut(2).and_then(Value::as_object_mut)
+    {
+        super::submit::graph_to_client(ctx, graph);
+    }
+}
+
+/// The user's own pending + running count.
+pub fn own_count(ctx: &Ctx<'_>, queue: &Value) -> usize {
+    items(queue, "queue_running")
+        .chain(items(queue, "queue_pending"))
+        .filter(|i| ctx.owns_item(i))
+        .count()
+}
+
+pub async fn prompt_get(ctx: &Ctx<'_>) -> Response<Body> {
+    match ctx
+        .app
+        .tenancy
+        .live
+        .queue(ctx.app, ctx.snap, super::live::QUEUE_FRESH)
+        .await
+    {
+        Ok(q) => {
+            let n = if ctx.sees_all() {
+                items(&q, "queue_running").count() + items(&q, "queue_pending").count()
+            } else {
+                own_count(ctx, &q)
+            };
+            private_json(
+                StatusCode::OK,
+                &json!({"exec_info": {"queue_remaining": n}}),
+            )
+        }
+        Err(e) => ctx.upstream_failed(&e),
+    }
+}
+
+pub async fn queue_get(ctx: &Ctx<'_>) -> Response<Body> {
+    let q = match ctx.call_json(Method::GET, "/queue", None).await {
+        Ok(q) => q,
+        Err(e) => return ctx.upstream_failed(&e),
+    };
+    let mut out = Map::new();
+    for key in ["queue_running", "queue_pending"] {
+        let list: Vec<Value> = items(&q, key)
+            .filter(|i| ctx.sees_all() || ctx.owns_item(i))
+            .cloned()
+            .map(|mut i| {
+                item_to_client(ctx, &mut i);
+                i
+            })
+            .collect();
+        out.insert(key.into(), Value::Array(list));
+    }
+    private_json(StatusCode::OK, &Value::Object(out))
+}
+
+/// `{"clear": true}` / `{"delete": [ids]}` for `/queue` and `/history`, limited to the user's
+/// own ids (`clear` becomes a delete of the user's ids).
+pub async fn clear_or_delete(ctx: &Ctx<'_>, path: &str, body: Bytes) -> Response<Body> {
+    let v: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(_) => {
+            return crate::body::error_json(
+                StatusCode::BAD_REQUEST,
+                "send JSON {\"clear\": true} or {\"delete\": [ids]}",
+            );
+        }
+    };
+    if ctx.sees_all() {
+        return forward_json(ctx, path, &v).await;
+    }
+    let mut ids: Vec<String> = Vec::new();
+    if v.get("clear").and_then(Value::as_bool) == Some(true) {
+        let listing = if path == "/queue" {
+            "/queue"
+        } else {
+            "/history"
+        };
+        let current = match ctx.call_json(Method::GET, listing, None).await {
+            Ok(c) => c,
+            Err(e) => return ctx.upstream_failed(&e),
+        };
+        if path == "/queue" {
+            ids.extend(
+                items(&current, "queue_pending")
+                    .filter(|i| ctx.owns_item(i))
+                    .filter_map(item_id)
+                    .map(str::to_owned),
+            );
+        } else if let Some(h) = current.as_object() {
+            ids.extend(
+                h.iter()
+                    .filter(|(_, e)| e.get("prompt").is_some_and(|p| ctx.owns_item(p)))
+                    .map(|(k, _)| k.clone()),
+            );
+        }
+    }
+    if let Some(list) = v.get("delete").and_then(Value::as_array) {
+        ids.extend(
+            list.iter()
+                .filter_map(Value::as_str)
+                .filter(|id| ctx.owns_prompt(id))
+                .map(str::to_owned),
+        );
+    }
+    if ids.is_empty() {
+        return empty_ok();
+    }
+    ids.dedup();
+    tracing::debug!(user = %ctx.owner(), path, count = ids.len(), "deleting own entries");
+    forward_json(ctx, path, &json!({ "delete": ids })).await
+}
+
+async fn forward_json(ctx: &Ctx<'_>, path: &str, v: &Value) -> Response<Body> {
+    match ctx.call(Method::POST, path, Some(v)).await {
+        Ok((status, _, _)) if status.is_success() => {
+            ctx.app.tenancy.live.queue_changed().await;
+            empty_ok()
+        }
+        Ok((status, _, body)) => forward_status(status, body),
+        Err(e) => ctx.upstream_failed(&e),
+    }
+}
+
+fn forward_status(status: StatusCode, body: Bytes) -> Response<Body> {
+    let mut r = Response::new(crate::body::full(body));
+    *r.status_mut() = status;
+    r
+}
+
+/// ComfyUI's paging over the user's own entries (in insertion order).
+pub fn page<T>(list: Vec<T>, max_items: Option<usize>, offset: Option<i64>) -> Vec<T> {
+    let len = list.len() as i64;
+    let mut offset = offset.unwrap_or(-1);
+    if offset < 0
+        && let Some(m) = max_items
+    {
+        offset = len - m as i64;
+    }
+    let start = offset.max(0) as usize;
+    let take = max_items.unwrap_or(usize::MAX);
+    list.into_iter().skip(start).take(take).collect()
+}
+
+fn query_usize(query: Option<&str>, key: &str) -> Result<Option<i64>, ()> {
+    let Some(q) = query else { return Ok(None) };
+    match form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == key) {
+        None => Ok(None),
+        Some((_, v)) => v.parse::<i64>().map(Some).map_err(|_| ()),
+    }
+}
+
+pub async fn history_get(ctx: &Ctx<'_>, query: Option<&str>) -> Response<Body> {
+    let (Ok(max_items), Ok(offset)) = (
+        query_usize(query, "max_items"),
+        query_usize(query, "offset"),
+    ) else {
+        return crate::body::error_json(
+            StatusCode::BAD_REQUEST,
+            "max_items and offset must be integers",
+        );
+    };
+    let h = match ctx.call_json(Method::GET, "/history", None).await {
+        Ok(h) => h,
+        Err(e) => return ctx.upstream_failed(&e),
+    };
+    let Value::Object(all) = h else {
+        return ctx.upstream_failed(&crate::proxy::upstream::UpstreamError::Unreachable(
+            "/history is not an object".into(),
+        ));
+    };
+    let own: Vec<(String, Value)> = all
+        .into_iter()
+        .filter(|(_, e)| ctx.sees_all() || e.get("prompt").is_some_and(|p| ctx.owns_item(p)))
+        .collect();
+    let max_items = max_items.map(|m| m.max(0) as usize);
+    let mut out = Map::new();
+    for (id, mut entry) in page(own, max_items, offset) {
+        entry_to_client(ctx, &mut entry);
+        out.insert(id, entry);
+    }
+    private_json(StatusCode::OK, &Value::Object(out))
+}
+
+/// A history entry as the user may see it.
+pub fn entry_to_client(ctx: &Ctx<'_>, entry: &mut Value) {
+    if let Some(p) = entry.get_mut("prompt") {
+        item_to_client(ctx, p);
+    }
+    if ctx.sees_all() {
+        return;
+    }
+    if let Some(outputs) = entry.get_mut("outputs") {
+        filter::outputs_to_client(outputs, ctx.ns(), ctx.owner(), &ctx.app.tenancy.ledger);
+    }
+    if let Some(status) = entry.get_mut("status") {
+        filter::redact_all(status, ctx.ns());
+    }
+}
+
+pub async fn history_one(ctx: &Ctx<'_>, prompt_id_raw: &str) -> Response<Body> {
+    let prompt_id = percent_encoding::percent_decode_str(prompt_id_raw)
+        .decode_utf8_lossy()
+        .into_owned();
+    if !ctx.sees_all() && !ctx.owns_prompt(&prompt_id) {
+        return private_json(StatusCode::OK, &filter::empty_object());
+    }
+    let path = format!(
+        "/history/{}",
+        percent_encoding::utf8_percent_encode(&prompt_id, percent_encoding::NON_ALPHANUMERIC)
+    );
+    let mut h = match ctx.call_json(Method::GET, &path, None).await {
+        Ok(h) => h,
+        Err(e) => return ctx.upstream_failed(&e),
+    };
+    if let Some(entry) = h.get_mut(&prompt_id) {
+        entry_to_client(ctx, entry);
+    }
+    private_json(StatusCode::OK, &h)
+}
+
+/// `POST /interrupt`: only the user's own running prompt is ever interrupted (an empty body
+/// would interrupt whatever runs, whoever owns it). Users with `interrupt_any` are forwarded.
+pub async fn interrupt(ctx: &Ctx<'_>, body: Bytes) -> Response<Body> {
+    let asked: Option<String> = serde_json::from_slice::<Value>(&body).ok().and_then(|v| {
+        v.get("prompt_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    });
+    if ctx.user.can(Permission::InterruptAny) {
+        let v = asked
+            .map(|id| json!({ "prompt_id": id }))
+            .unwrap_or_else(|| json!({}));
+        return match ctx.call(Method::POST, "/interrupt", Some(&v)).await {
+            Ok(_) => empty_ok(),
+            Err(e) => ctx.upstream_failed(&e),
+        };
+    }
+    let q = match ctx
+        .app
+        .tenancy
+        .live
+        .queue(ctx.app, ctx.snap, std::time::Duration::ZERO)
+        .await
+    {
+        Ok(q) => q,
+        Err(e) => return ctx.upstream_failed(&e),
+    };
+    let running: Vec<&str> = items(&q, "queue_running")
+        .filter(|i| ctx.owns_item(i))
+        .filter_map(item_id)
+        .collect();
+    let target = match asked.as_deref() {
+        Some(id) => running.iter().find(|r| **r == id).copied(),
+        None => running.first().copied(),
+    };
+    let Some(target) = target else {
+        tracing::debug!(user = %ctx.owner(), "interrupt: nothing of this user is running");
+        return empty_ok();
+    };
+    match ctx
+        .call(
+            Method::POST,
+            "/interrupt",
+            Some(&json!({ "prompt_id": target })),
+        )
+        .await
+    {
+        Ok(_) => empty_ok(),
+        Err(e) => ctx.upstream_failed(&e),
+    }
+}
+
+pub use forward::MAX_FILTERED_BODY;
+
+#[cfg(test)]
+mod tests {
+    use super::page;
+
+    #[test]
+    fn paging_like_comfyui() {
+        let l: Vec<i32> = (0..10).collect();
+        assert_eq!(
+            page(l.clone(), Some(3), None),
+            vec![7, 8, 9],
+            "max_items alone = last N"
+        );
+        assert_eq!(page(l.clone(), Some(3), Some(2)), vec![2, 3, 4]);
+        assert_eq!(page(l.clone(), None, Some(8)), vec![8, 9]);
+        assert_eq!(page(l.clone(), None, None), l);
+        assert_eq!(page(l.clone(), Some(20), None), l);
+        assert!(page(l, Some(0), None).is_empty());
+    }
+}

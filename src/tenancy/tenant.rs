@@ -1,0 +1,103 @@
+//! A tenant: one user as the isolation rules see them (name, namespace, whether they see
+//! everything), with the ownership questions every handler and the WebSocket filter ask.
+use super::paths::{self, Kind};
+use crate::app::App;
+use serde_json::Value;
+use std::sync::Arc;
+
+/// Whose files a mapping is for: enough to run without the request (the upload pump).
+#[derive(Clone)]
+pub struct Tenant {
+    pub app: Arc<App>,
+    pub owner: String,
+    pub ns: String,
+    pub sees_all: bool,
+}
+
+impl Tenant {
+    pub fn new(app: &Arc<App>, user: &crate::config::User) -> Tenant {
+        Tenant {
+            app: app.clone(),
+            owner: user.name.to_string(),
+            ns: user.namespace.clone(),
+            sees_all: user.can(crate::auth::roles::Permission::ViewAll),
+        }
+    }
+
+    /// Where `(kind, subfolder, name)` lives upstream: unchanged when the ledger says this user
+    /// owns exactly that file, else inside the user's namespace.
+    pub fn locate(&self, kind: Kind, sub: &str, name: &str) -> String {
+        if self
+            .app
+            .tenancy
+            .ledger
+            .file_owner(kind, sub, name)
+            .as_deref()
+            == Some(self.owner.as_str())
+        {
+            sub.to_owned()
+        } else {
+            paths::to_upstream(&self.ns, kind, sub)
+        }
+    }
+
+    /// A client file locator `{filename (maybe annotated), subfolder, type}`, checked and mapped
+    /// to `(kind, upstream subfolder, name)`.
+    pub fn map_locator(
+        &self,
+        filename: &str,
+        subfolder: &str,
+        default_kind: Kind,
+        type_param: Option<&str>,
+    ) -> Result<(Kind, String, String), String> {
+        let (name, annotation) = paths::split_annotation(filename);
+        let kind = match (annotation, type_param) {
+            (Some(k), _) => k,
+            (None, Some(t)) => Kind::parse(t)
+                .ok_or_else(|| format!("type must be input, output or temp, not {t:?}"))?,
+            (None, None) => default_kind,
+        };
+        let name = paths::clean_name(name).map_err(|e| format!("filename: {e}"))?;
+        let sub = paths::clean(subfolder).map_err(|e| format!("subfolder: {e}"))?;
+        let up = self.locate(kind, &sub, &name);
+        Ok((kind, up, name))
+    }
+
+    /// Does this user own the queue/history tuple `[number, prompt_id, prompt, extra_data, …]`?
+    /// A prompt unknown to the ledger but tagged with this user's namespace is recorded as theirs.
+    pub fn owns_item(&self, item: &Value) -> bool {
+        let Some(id) = item.get(1).and_then(Value::as_str) else {
+            return false;
+        };
+        match self.app.tenancy.ledger.prompt_owner(id) {
+            Some(o) => o == self.owner,
+            None => {
+                if super::filter::tagged_owner(item) == Some(self.ns.as_str()) {
+                    self.app.tenancy.ledger.record_prompt(id, &self.owner);
+                    true
+                } else {
+                    false
+                }
+            }
+        }
+    }
+
+    pub fn owns_prompt(&self, prompt_id: &str) -> bool {
+        self.app.tenancy.ledger.prompt_owner(prompt_id).as_deref() == Some(self.owner.as_str())
+    }
+
+    /// The user's own pending + running count in a `/queue` answer.
+    pub fn own_count(&self, queue: &Value) -> usize {
+        ["queue_running", "queue_pending"]
+            .iter()
+            .flat_map(|k| {
+                queue
+                    .get(*k)
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+            })
+            .filter(|i| self.sees_all || self.owns_item(i))
+            .count()
+    }
+}
