@@ -142,6 +142,7 @@ async fn serve(snap: Snapshot) -> ExitCode {
     systemd::stopping();
     let _ = shutdown_tx.send(true);
     let _ = server.await;
+    save_state(&app).await;
     tracing::info!("stopped");
     ExitCode::SUCCESS
 }
@@ -159,22 +160,35 @@ fn after_reload(app: &App, result: &Result<(), String>) {
     systemd::ready(&status_line(app));
 }
 
+/// How often state is snapshotted to the state directory (when it changed).
+const SNAPSHOT_EVERY: Duration = Duration::from_secs(5);
+
 fn spawn_housekeeping(app: Arc<App>) {
     let watchdog = systemd::watchdog_interval();
     tokio::spawn(async move {
         let tick = watchdog
             .map(|w| w / 2)
-            .unwrap_or(Duration::from_secs(30))
-            .min(Duration::from_secs(30));
+            .unwrap_or(SNAPSHOT_EVERY)
+            .min(SNAPSHOT_EVERY);
         let mut interval = tokio::time::interval(tick);
         loop {
             interval.tick().await;
             app.sessions.prune();
+            save_state(&app).await;
             if watchdog.is_some() {
                 systemd::watchdog();
             }
         }
     });
+}
+
+/// Writes the snapshots that changed (the ledger), off the async threads.
+async fn save_state(app: &Arc<App>) {
+    let a = app.clone();
+    let result = tokio::task::spawn_blocking(move || a.tenancy.ledger.save_if_dirty()).await;
+    if let Ok(Err(e)) = result {
+        tracing::error!(error = %e, "cannot write the ledger snapshot");
+    }
 }
 
 /// `comfy-warden check`.

@@ -139,6 +139,20 @@ impl Ledger {
         v.into_iter().map(|f| f.filename.clone()).collect()
     }
 
+    /// Every file of `owner` in `kind` as `(upstream subfolder, filename)`, newest first.
+    pub fn all_files_of(&self, owner: &str, kind: Kind) -> Vec<(String, String)> {
+        let i = self.lock();
+        let mut v: Vec<&FileEntry> = i
+            .files
+            .values()
+            .filter(|f| f.owner == owner && f.kind == kind)
+            .collect();
+        v.sort_by(|a, b| b.at.cmp(&a.at).then_with(|| a.filename.cmp(&b.filename)));
+        v.into_iter()
+            .map(|f| (f.subfolder.clone(), f.filename.clone()))
+            .collect()
+    }
+
     /// Writes the snapshot if anything changed since the last one.
     pub fn save_if_dirty(&self) -> std::io::Result<()> {
         if !self.dirty.swap(false, Ordering::Relaxed) {

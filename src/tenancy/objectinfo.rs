@@ -1,6 +1,10 @@
 //! `/object_info[/{class}]` for one user: file combos (LoadImage's images, Load3D's models, the
 //! folder lists of folder loaders) list only the user's own files, namespaces stripped; custom
 //! and API node classes the configuration does not allow, and denied classes, are hidden.
+//!
+//! ComfyUI lists only the top level of `input/` in LoadImage-style combos, so the files inside a
+//! user's namespace never appear there: comfy-warden adds the user's own input files from the
+//! ledger (everything they uploaded), sorted like ComfyUI does.
 use super::ctx::{Ctx, private_json};
 use super::paths::{self, Kind};
 use crate::body::{self, Body};
@@ -43,31 +47,48 @@ enum Mapping {
     Folder,
 }
 
-fn filter_combo(spec: &mut Value, ns: &str, mapping: &Mapping) {
+fn filter_combo(spec: &mut Value, ns: &str, mapping: &Mapping, own_files: &[String]) {
     let Some(values) = combo_values(spec) else {
         return;
     };
-    let mapped: Vec<Value> = values
+    let mut mapped: Vec<String> = values
         .iter()
         .filter_map(Value::as_str)
         .filter_map(|v| match mapping {
             Mapping::File => paths::path_from_upstream(ns, Kind::Input, v),
             Mapping::Folder => paths::from_upstream(ns, Kind::Input, v).filter(|s| !s.is_empty()),
         })
-        .map(Value::String)
         .collect();
-    *values = mapped;
+    mapped.extend(own_files.iter().cloned());
+    mapped.sort();
+    mapped.dedup();
+    *values = mapped.into_iter().map(Value::String).collect();
+}
+
+/// The user's input files (client-relative paths, outside `3d/`) known to the ledger.
+fn own_input_files(ctx: &Ctx<'_>) -> Vec<String> {
+    ctx.app
+        .tenancy
+        .ledger
+        .all_files_of(ctx.owner(), Kind::Input)
+        .into_iter()
+        .filter_map(|(sub, name)| {
+            paths::path_from_upstream(ctx.ns(), Kind::Input, &format!("{sub}/{name}"))
+        })
+        .filter(|p| !p.starts_with("3d/"))
+        .collect()
 }
 
 /// Filters one class entry in place for `ctx`'s user.
-fn filter_class(ctx: &Ctx<'_>, class: &str, info: &mut Value) {
+fn filter_class(ctx: &Ctx<'_>, class: &str, info: &mut Value, own_files: &[String]) {
     let Some(rule) = ctx.snap.tenancy.node_rules.get(class) else {
         return;
     };
-    let lists: [(&Vec<String>, Mapping); 3] = [
-        (&rule.file_inputs, Mapping::File),
-        (&rule.model3d_inputs, Mapping::File),
-        (&rule.folder_inputs, Mapping::Folder),
+    let none: &[String] = &[];
+    let lists: [(&Vec<String>, Mapping, &[String]); 3] = [
+        (&rule.file_inputs, Mapping::File, own_files),
+        (&rule.model3d_inputs, Mapping::File, none),
+        (&rule.folder_inputs, Mapping::Folder, none),
     ];
     for section in ["required", "optional"] {
         let Some(inputs) = info
@@ -77,10 +98,10 @@ fn filter_class(ctx: &Ctx<'_>, class: &str, info: &mut Value) {
         else {
             continue;
         };
-        for (names, mapping) in &lists {
+        for (names, mapping, own) in &lists {
             for name in names.iter() {
                 if let Some(spec) = inputs.get_mut(name) {
-                    filter_combo(spec, ctx.ns(), mapping);
+                    filter_combo(spec, ctx.ns(), mapping, own);
                 }
             }
         }
@@ -91,8 +112,9 @@ fn filter_class(ctx: &Ctx<'_>, class: &str, info: &mut Value) {
 pub fn filter_all(ctx: &Ctx<'_>, v: &mut Value) {
     let Some(map) = v.as_object_mut() else { return };
     map.retain(|class, info| !hidden(ctx, class, info));
+    let own = own_input_files(ctx);
     for (class, info) in map.iter_mut() {
-        filter_class(ctx, class, info);
+        filter_class(ctx, class, info, &own);
     }
 }
 

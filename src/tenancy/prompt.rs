@@ -409,17 +409,18 @@ fn map_file(
     model3d: bool,
 ) -> Result<String, String> {
     let (path, ann) = split_annotation(raw);
-    if ["[output]", "[input]", "[temp]"]
-        .iter()
-        .any(|a| path.ends_with(a))
-    {
-        // ComfyUI tests `endswith("[output]")` and then cuts a fixed 9 characters: a value such
-        // as `x[output]` or `a [temp] [temp]` would be read from another root than it says.
-        return Err("malformed [input]/[output]/[temp] annotation".into());
-    }
     let kind = ann.unwrap_or(Kind::Input);
     let suffix = ann.map(Kind::annotation).unwrap_or_default();
     let p = clean(path).map_err(|e| e.to_string())?;
+    if ["[output]", "[input]", "[temp]"]
+        .iter()
+        .any(|a| path.ends_with(a) || p.ends_with(a))
+    {
+        // ComfyUI tests `endswith("[output]")` and then cuts a fixed 9 characters: a value such
+        // as `x[output]`, `a [temp] [temp]` or `[temp]/` (cleaned to `[temp]`) would be read
+        // from another root than it says. Checked on the raw and the cleaned path.
+        return Err("malformed [input]/[output]/[temp] annotation".into());
+    }
     if p.is_empty() {
         return Err("the file name is empty".into());
     }
@@ -1556,5 +1557,364 @@ mod tests {
             &real_catalog(),
         );
         assert!(r.is_err());
+    }
+}
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    const NS: &str = "u_alice";
+    const OWNED: &str = "ComfyUI_temp_owned_00001_.png";
+    const OWNED_REF: &str = "ComfyUI_temp_owned_00001_.png [temp]";
+
+    /// Fragments that have tripped path handling before.
+    const TOKENS: &[&str] = &[
+        "..",
+        ".",
+        "/",
+        "//",
+        "%",
+        "%year%",
+        "%batch_num%",
+        "\\",
+        "[temp]",
+        " [temp]",
+        " [output]",
+        " [input]",
+        "[output]",
+        "a",
+        "x.png",
+        "é",
+        "日本",
+        "\u{202e}",
+        "u_alice",
+        "u_alice/",
+        "u_bob",
+        "3d",
+        "3d/",
+        "threed",
+        "blake3:",
+        ":",
+        "\0",
+        "~",
+        " ",
+        "\n",
+        OWNED,
+        OWNED_REF,
+    ];
+
+    fn tricky() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "\\PC{0,30}",
+            prop::collection::vec(prop::sample::select(TOKENS), 0..12).prop_map(|v| v.concat()),
+        ]
+    }
+
+    /// A string as a plain literal, wrapped in `__value__`, or as a link-shaped list.
+    fn shaped() -> impl Strategy<Value = Value> {
+        (tricky(), 0..4u8).prop_map(|(s, how)| match how {
+            0 | 1 => json!(s),
+            2 => json!({ "__value__": s }),
+            _ => json!([s, 0]),
+        })
+    }
+
+    fn catalog() -> Catalog {
+        Catalog::from_object_info(&json!({
+            "SaveImage": {"python_module": "nodes", "output_node": true},
+            "PreviewImage": {"python_module": "nodes", "output_node": true},
+            "LoadImage": {"python_module": "nodes", "output_node": false},
+            "KSampler": {"python_module": "nodes", "output_node": false},
+            "Load3D": {"python_module": "comfy_extras.nodes_load_3d", "output_node": false},
+            "LoadImageSetFromFolderNode": {"python_module": "comfy_extras.nodes_train", "output_node": false},
+            "LossGraphNode": {"python_module": "comfy_extras.nodes_train", "output_node": true},
+            "MySaver": {"python_module": "custom_nodes.pack", "output_node": true},
+        }))
+    }
+
+    fn owns(kind: Kind, dir: &str, name: &str) -> bool {
+        kind == Kind::Temp && dir.is_empty() && name == OWNED
+    }
+
+    fn rewritten(prompt: &Map<String, Value>) -> Result<Map<String, Value>, Refusal> {
+        let (rules, cat) = (NodeRules::builtin(), catalog());
+        let ctx = Ctx {
+            ns: NS,
+            owner_tag: "tag",
+            catalog: &cat,
+            rules: &rules,
+            admin: false,
+            owns_file: &owns,
+        };
+        let mut p = prompt.clone();
+        rewrite(&mut p, &ctx).map(|()| p)
+    }
+
+    fn one(class: &str, input: &str, v: Value) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert(
+            "1".into(),
+            json!({ "class_type": class, "inputs": { input: v } }),
+        );
+        m
+    }
+
+    /// What ComfyUI 0.3.64 does with a file reference: `annotated_filepath` tests
+    /// `endswith("[output]")` and cuts a fixed 9/8/7 characters, then `os.path.join(root, name)`
+    /// and the OS resolves `.` and `..`. Returns the root and the segments below it, or `None`
+    /// when the reference lands outside every root.
+    fn comfy_target(v: &str) -> Option<(Kind, Vec<String>)> {
+        let chars: Vec<char> = v.chars().collect();
+        let cut = |n: usize| {
+            chars[..chars.len().saturating_sub(n)]
+                .iter()
+                .collect::<String>()
+        };
+        let (kind, name) = if v.ends_with("[output]") {
+            (Kind::Output, cut(9))
+        } else if v.ends_with("[input]") {
+            (Kind::Input, cut(8))
+        } else if v.ends_with("[temp]") {
+            (Kind::Temp, cut(7))
+        } else {
+            (Kind::Input, v.to_owned())
+        };
+        if name.starts_with('/') {
+            return None;
+        }
+        let mut segs: Vec<String> = Vec::new();
+        for s in name.split('/') {
+            match s {
+                "" | "." => {}
+                ".." => {
+                    segs.pop()?;
+                }
+                s => segs.push(s.to_owned()),
+            }
+        }
+        Some((kind, segs))
+    }
+
+    /// Whether a rewritten file reference can only reach the caller's files.
+    fn confined_ref(v: &str) -> bool {
+        if v == OWNED_REF {
+            return true;
+        }
+        let (path, ann) = split_annotation(v);
+        let kind = ann.unwrap_or(Kind::Input);
+        let textual = path.starts_with(&format!("{NS}/"))
+            || (kind == Kind::Input && path.starts_with(&format!("3d/{NS}/")));
+        let canonical = clean(path).as_deref() == Ok(path);
+        let resolved = match comfy_target(v) {
+            Some((k, segs)) => {
+                k == kind
+                    && ((segs.len() >= 2 && segs[0] == NS)
+                        || (k == Kind::Input
+                            && segs.len() >= 3
+                            && segs[0] == "3d"
+                            && segs[1] == NS))
+            }
+            None => false,
+        };
+        textual && canonical && resolved
+    }
+
+    /// Whether a rewritten prefix can only write below the caller's output folder, after
+    /// ComfyUI's `%var%` expansion and `normpath`.
+    fn confined_prefix(v: &str) -> bool {
+        if !v.starts_with(&format!("{NS}/"))
+            || clean(v).as_deref() != Ok(v)
+            || v.split('/').any(|s| s == "..")
+        {
+            return false;
+        }
+        let expanded = [
+            "%year%", "%month%", "%day%", "%hour%", "%minute%", "%second%", "%width%", "%height%",
+        ]
+        .iter()
+        .fold(v.to_owned(), |acc, var| acc.replace(var, "2026"));
+        let segs: Vec<&str> = expanded
+            .split('/')
+            .filter(|s| !s.is_empty() && *s != ".")
+            .collect();
+        segs.len() >= 2 && segs[0] == NS && !segs.contains(&"..")
+    }
+
+    proptest! {
+        // A fixed seed keeps CI deterministic; change it (or set PROPTEST_CASES) to explore more.
+        #![proptest_config(ProptestConfig {
+            cases: 512,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(0x00c0_ffee),
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn save_image_prefix_is_confined(v in shaped()) {
+            if let Ok(p) = rewritten(&one("SaveImage", "filename_prefix", v.clone())) {
+                let out = &p["1"]["inputs"]["filename_prefix"];
+                let s = out.as_str().unwrap_or_else(|| panic!("{v} → {out}"));
+                prop_assert!(confined_prefix(s), "{:?} → {:?}", v, s);
+                prop_assert!(!v.is_array(), "a link passed: {}", v);
+                prop_assert_eq!(&p["1"]["inputs"][OWNER_INPUT], &json!("tag"));
+            }
+        }
+
+        #[test]
+        fn load_image_reference_is_confined(v in shaped()) {
+            if let Ok(p) = rewritten(&one("LoadImage", "image", v.clone())) {
+                let out = &p["1"]["inputs"]["image"];
+                let s = out.as_str().unwrap_or_else(|| panic!("{v} → {out}"));
+                prop_assert!(confined_ref(s), "{:?} → {:?}", v, s);
+                prop_assert!(!v.is_array(), "a link passed: {}", v);
+            }
+        }
+
+        #[test]
+        fn load3d_inputs_are_confined(model in shaped(), image in tricky(), mask in tricky()) {
+            let mut m = Map::new();
+            m.insert("1".into(), json!({"class_type": "Load3D", "inputs": {
+                "model_file": model, "image": {"image": image, "mask": mask, "recording": ""}}}));
+            if let Ok(p) = rewritten(&m) {
+                let inputs = &p["1"]["inputs"];
+                let model = inputs["model_file"].as_str().unwrap_or_default();
+                prop_assert!(confined_ref(model), "{:?}", model);
+                for field in ["image", "mask"] {
+                    let s = inputs["image"][field].as_str().unwrap_or_default();
+                    prop_assert!(s.is_empty() || confined_ref(s), "{} = {:?}", field, s);
+                }
+            }
+        }
+
+        #[test]
+        fn folders_are_confined(v in shaped()) {
+            if let Ok(p) = rewritten(&one("LoadImageSetFromFolderNode", "folder", v.clone())) {
+                let s = p["1"]["inputs"]["folder"].as_str().unwrap_or_default().to_owned();
+                prop_assert!(from_upstream(NS, Kind::Input, &s).is_some() && clean(&s).as_deref() == Ok(s.as_str()), "{:?} → {:?}", v, s);
+            }
+        }
+
+        #[test]
+        fn rewrite_is_idempotent(prefix in shaped(), image in shaped()) {
+            let mut m = one("SaveImage", "filename_prefix", prefix);
+            m.extend(one("LoadImage", "image", image).into_iter().map(|(_, v)| ("2".to_owned(), v)));
+            if let Ok(once) = rewritten(&m) {
+                prop_assert_eq!(rewritten(&once).ok(), Some(once));
+            }
+        }
+
+        #[test]
+        fn strip_inverts_rewrite(
+            prefix in "[a-zA-Z0-9_é-][a-zA-Z0-9_ .é%-]{0,7}(/[a-zA-Z0-9_é-][a-zA-Z0-9_ .é%-]{0,7}){0,3}",
+            image in "[a-zA-Z0-9_é-][a-zA-Z0-9_ .é-]{0,7}(/[a-zA-Z0-9_é-][a-zA-Z0-9_ .é-]{0,7}){0,3}",
+            ann in prop::sample::select(&["", " [input]", " [output]", " [temp]"][..]),
+            model in "3d(/[a-zA-Z0-9_é-][a-zA-Z0-9_ .é-]{0,7}){1,3}",
+            folder in "([a-zA-Z0-9_é-][a-zA-Z0-9_ .é-]{0,7}(/[a-zA-Z0-9_é-][a-zA-Z0-9_ .é-]{0,7}){0,2})?",
+        ) {
+            for v in [&prefix, &image, &model, &folder] {
+                prop_assume!(!v.split('/').any(|s| s == NS));
+            }
+            prop_assume!(!image.ends_with(']'));
+            let original = json!({
+                "1": {"class_type": "SaveImage", "inputs": {"filename_prefix": prefix}},
+                "2": {"class_type": "LoadImage", "inputs": {"image": format!("{image}{ann}")}},
+                "3": {"class_type": "Load3D", "inputs": {"model_file": model, "image": {"image": format!("{image}{ann}"), "recording": ""}}},
+                "4": {"class_type": "LoadImageSetFromFolderNode", "inputs": {"folder": folder}},
+            });
+            let mut p = rewritten(original.as_object().unwrap_or(&Map::new())).map_err(|r| TestCaseError::fail(r.message))?;
+            strip(&mut p, NS, &NodeRules::builtin());
+            prop_assert_eq!(Value::Object(p), original);
+        }
+
+        #[test]
+        fn arbitrary_graphs_never_escape(graph in arb_graph()) {
+            if let Ok(p) = rewritten(&graph) {
+                let rules = NodeRules::builtin();
+                let cat = catalog();
+                for node in p.values() {
+                    let class = node["class_type"].as_str().unwrap_or_default();
+                    let inputs = node["inputs"].as_object().cloned().unwrap_or_default();
+                    let info = cat.get(class).unwrap_or_else(|| panic!("unknown class passed: {class}"));
+                    prop_assert_eq!(info.origin(), Origin::Core);
+                    if info.output_node {
+                        prop_assert_eq!(&inputs[OWNER_INPUT], &json!("tag"));
+                    } else {
+                        prop_assert!(!inputs.contains_key(OWNER_INPUT));
+                    }
+                    let Some(rule) = rules.get(class) else { continue };
+                    for name in &rule.prefix_inputs {
+                        prop_assert!(confined_prefix(inputs[name].as_str().unwrap_or_default()), "{}", inputs[name]);
+                    }
+                    for name in rule.file_inputs.iter().chain(&rule.model3d_inputs) {
+                        if let Some(v) = inputs.get(name) {
+                            prop_assert!(confined_ref(v.as_str().unwrap_or_default()), "{}", v);
+                        }
+                    }
+                    for name in &rule.strict_name_inputs {
+                        if let Some(v) = inputs.get(name) {
+                            prop_assert!(strict_name(v.as_str().unwrap_or_default()), "{}", v);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn arb_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            tricky().prop_map(Value::String),
+            any::<i64>().prop_map(Value::from),
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool)
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+                prop::collection::btree_map(
+                    prop::sample::select(&["__value__", "image", "mask", "recording", "x"][..]),
+                    inner,
+                    0..3
+                )
+                .prop_map(|m| Value::Object(
+                    m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+                )),
+            ]
+        })
+    }
+
+    fn arb_graph() -> impl Strategy<Value = Map<String, Value>> {
+        let class = prop::sample::select(
+            &[
+                "SaveImage",
+                "PreviewImage",
+                "LoadImage",
+                "KSampler",
+                "Load3D",
+                "LoadImageSetFromFolderNode",
+                "LossGraphNode",
+                "MySaver",
+                "Nope",
+            ][..],
+        );
+        let input = prop::sample::select(
+            &[
+                "filename_prefix",
+                "image",
+                "model_file",
+                "folder",
+                OWNER_INPUT,
+                "seed",
+            ][..],
+        );
+        let inputs = prop::collection::btree_map(input, arb_value(), 0..4)
+            .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()));
+        let node = prop_oneof![
+            8 => (class, inputs).prop_map(|(c, i)| json!({"class_type": c, "inputs": i})),
+            1 => arb_value(),
+        ];
+        prop::collection::btree_map("[0-9]{1,2}", node, 0..5).prop_map(|m| m.into_iter().collect())
     }
 }

@@ -4,4 +4,5 @@
 pub mod double;
 pub mod harness;
 pub mod http;
+pub mod tenants;
 pub mod ws;

@@ -114,7 +114,9 @@ impl Graph {
             Value::Null
         };
         let mut parts = vec![Value::String(class), is_changed];
-        for (k, v) in &inputs {
+        let mut sorted: Vec<(&String, &Value)> = inputs.iter().collect();
+        sorted.sort_by(|a, b| a.0.cmp(b.0));
+        for (k, v) in sorted {
             if is_link(v) {
                 let from = py_str(&v[0]);
                 let sig = if self.prompt.contains_key(&from) {
@@ -484,9 +486,7 @@ async fn run_prompt(shared: &Arc<Shared>, item: QueueItem) {
     }
     let mut stored = item.clone();
     if let Some(extra) = stored.extra_data.as_object_mut() {
-        for k in SENSITIVE_EXTRA_DATA_KEYS {
-            extra.remove(*k);
-        }
+        extra.retain(|k, _| !SENSITIVE_EXTRA_DATA_KEYS.contains(&k.as_str()));
     }
     let entry = json!({
         "prompt": stored.to_json(),
