@@ -5,6 +5,7 @@
 //! daemon reads one `Arc<Snapshot>`; `watch` swaps it atomically when the files change.
 pub mod duration;
 pub mod error;
+mod limits;
 pub mod raw;
 pub mod store;
 pub mod watch;
@@ -35,6 +36,21 @@ pub struct Server {
     pub header_read_timeout: Duration,
     pub shutdown_grace: Duration,
     pub max_own_body: u64,
+    pub max_header_bytes: usize,
+    pub max_upload_bytes: u64,
+    pub max_connections_per_ip: usize,
+    pub max_connections: usize,
+}
+
+/// `[lockout]`, validated (see `guard::lockout`).
+#[derive(Debug, Clone)]
+pub struct Lockout {
+    pub max_failures: u32,
+    pub window: Duration,
+    pub max_delay: Duration,
+    /// 0 = never ban.
+    pub ban_after: u32,
+    pub ban_for: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -113,6 +129,8 @@ impl Tenancy {
 pub struct IpRules {
     pub allow: Vec<IpNet>,
     pub deny: Vec<IpNet>,
+    /// Never banned by the lockout; bans on them are lifted on (re)load.
+    pub unban: Vec<IpNet>,
 }
 
 /// One consistent view of the whole configuration.
@@ -125,6 +143,7 @@ pub struct Snapshot {
     pub files: Files,
     pub log: Log,
     pub tenancy: Tenancy,
+    pub lockout: Lockout,
     pub users: HashMap<Arc<str>, Arc<User>>,
     pub roles: Roles,
     pub ip_rules: IpRules,
@@ -342,13 +361,15 @@ pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
         node_rules: crate::tenancy::nodes::NodeRules::with_config(&node_rules),
     };
 
+    let lockout = limits::lockout(&main_path, &wtext, &w.lockout)?;
+    let server = limits::server(&main_path, &wtext, w.server, listen, trusted_proxies)?;
     let roles = load_roles(files.roles.as_deref())?;
     let users = load_users(&files.users, &roles)?;
     let ip_rules = load_ip_rules(files.ip_rules.as_deref())?;
 
     Ok(Snapshot {
         dir,
-        server: raw_server(w.server, listen, trusted_proxies),
+        server,
         upstream,
         auth,
         files,
@@ -357,20 +378,11 @@ pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
             level: w.log.level,
         },
         tenancy,
+        lockout,
         users,
         roles,
         ip_rules,
     })
-}
-
-fn raw_server(s: raw::RawServer, listen: Vec<Listen>, trusted_proxies: Vec<IpNet>) -> Server {
-    Server {
-        listen,
-        trusted_proxies,
-        header_read_timeout: s.header_read_timeout.0,
-        shutdown_grace: s.shutdown_grace.0,
-        max_own_body: s.max_own_body,
-    }
 }
 
 fn load_roles(path: Option<&Path>) -> Result<Roles, ConfigError> {
@@ -498,5 +510,6 @@ fn load_ip_rules(path: Option<&Path>) -> Result<IpRules, ConfigError> {
     Ok(IpRules {
         allow: nets(&f.allow)?,
         deny: nets(&f.deny)?,
+        unban: nets(&f.unban)?,
     })
 }
