@@ -187,12 +187,21 @@ fn resolve(dir: &Path, p: &Path) -> PathBuf {
 /// Parses an address or network: `10.0.0.0/8`, `192.0.2.7`, `2001:db8::/32`.
 pub fn parse_net(s: &str) -> Result<IpNet, String> {
     let s = s.trim();
-    if let Ok(net) = s.parse::<IpNet>() {
-        return Ok(net.trunc());
+    let net = match s.parse::<IpNet>() {
+        Ok(net) => net.trunc(),
+        Err(_) => s.parse::<IpAddr>().map(IpNet::from).map_err(|_| {
+            format!("{s:?} is not an IP address or CIDR network (like 10.0.0.0/8 or 2001:db8::/32)")
+        })?,
+    };
+    // Client addresses are compared as IPv4 when IPv4-mapped, so mapped networks are too.
+    if let IpNet::V6(v6) = net
+        && let Some(v4) = v6.addr().to_ipv4_mapped()
+        && v6.prefix_len() >= 96
+        && let Ok(n) = ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+    {
+        return Ok(IpNet::V4(n));
     }
-    s.parse::<IpAddr>().map(IpNet::from).map_err(|_| {
-        format!("{s:?} is not an IP address or CIDR network (like 10.0.0.0/8 or 2001:db8::/32)")
-    })
+    Ok(net)
 }
 
 /// Loads and validates the configuration directory `dir`.
@@ -512,4 +521,28 @@ fn load_ip_rules(path: Option<&Path>) -> Result<IpRules, ConfigError> {
         deny: nets(&f.deny)?,
         unban: nets(&f.unban)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_net;
+
+    #[test]
+    fn nets_are_truncated_and_mapped_ones_become_v4() {
+        assert_eq!(parse_net("10.1.2.3/8").unwrap().to_string(), "10.0.0.0/8");
+        assert_eq!(parse_net("192.0.2.7").unwrap().to_string(), "192.0.2.7/32");
+        assert_eq!(
+            parse_net("::ffff:127.0.0.1").unwrap().to_string(),
+            "127.0.0.1/32"
+        );
+        assert_eq!(
+            parse_net("::ffff:10.0.0.0/104").unwrap().to_string(),
+            "10.0.0.0/8"
+        );
+        assert_eq!(
+            parse_net("2001:db8::/32").unwrap().to_string(),
+            "2001:db8::/32"
+        );
+        assert!(parse_net("10.0.0.0/33").is_err());
+    }
 }
