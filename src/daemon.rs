@@ -236,9 +236,10 @@ pub fn check(dir: &Path) -> ExitCode {
         )
     };
     println!(
-        "  lockout     {} failures in {}, delays up to {}, {bans}",
+        "  lockout     {} failures in {}, delays from {} up to {}, {bans}",
         l.max_failures,
         humantime::format_duration(l.window),
+        humantime::format_duration(l.first_delay),
         humantime::format_duration(l.max_delay)
     );
     ExitCode::SUCCESS

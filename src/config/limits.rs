@@ -112,6 +112,24 @@ pub(super) fn lockout(
     l: &raw::RawLockout,
 ) -> Result<Lockout, ConfigError> {
     let second = Duration::from_secs(1);
+    let max_delay = duration_at_least(path, text, &l.max_delay, Duration::from_secs(300), second)?;
+    let first_delay = duration_at_least(
+        path,
+        text,
+        &l.first_delay,
+        second.min(max_delay),
+        Duration::from_millis(100),
+    )?;
+    if let Some(v) = &l.first_delay
+        && first_delay > max_delay
+    {
+        return Err(ConfigError::at_offset(
+            path,
+            text,
+            v.span().start,
+            "must not be longer than lockout.max_delay",
+        ));
+    }
     Ok(Lockout {
         max_failures: bounded(
             path,
@@ -122,7 +140,8 @@ pub(super) fn lockout(
             "lockout.max_failures",
         )?,
         window: duration_at_least(path, text, &l.window, Duration::from_secs(300), second)?,
-        max_delay: duration_at_least(path, text, &l.max_delay, Duration::from_secs(300), second)?,
+        first_delay,
+        max_delay,
         ban_after: l.ban_after,
         ban_for: duration_at_least(path, text, &l.ban_for, Duration::from_secs(86400), second)?,
     })

@@ -47,6 +47,8 @@ pub struct Server {
 pub struct Lockout {
     pub max_failures: u32,
     pub window: Duration,
+    /// The delay after the `max_failures`-th failure; doubled with each further one.
+    pub first_delay: Duration,
     pub max_delay: Duration,
     /// 0 = never ban.
     pub ban_after: u32,

@@ -35,6 +35,8 @@ pub struct RawLockout {
     pub max_failures: Option<Spanned<u32>>,
     /// The sliding window failures are counted in.
     pub window: Option<Spanned<Dur>>,
+    /// The delay after the `max_failures`-th failure; it doubles with each further failure.
+    pub first_delay: Option<Spanned<Dur>>,
     /// The longest delay between attempts once locked.
     pub max_delay: Option<Spanned<Dur>>,
     /// Failures of one address (in `window`) after which it is banned; 0 = never.

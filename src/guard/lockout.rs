@@ -2,10 +2,11 @@
 //!
 //! Failures are counted in a sliding window per client address ([`Subject`]) and per (user,
 //! address). Once a counter reaches its threshold, every further attempt must wait a delay that
-//! doubles with each failure (1 s, 2 s, 4 s, … up to `max_delay`) after the last failure, and is
-//! answered 429 before any password is hashed. A user is never locked out as a whole: failures
-//! from another address never count against them. With `ban_after > 0`, an address with that
-//! many failures in the window is banned (a bare 403 on everything) for `ban_for`.
+//! doubles with each failure (`first_delay`, twice that, … up to `max_delay`) after the last
+//! failure, and is answered 429 before any password is hashed. A user is never locked out as a
+//! whole: failures from another address never count against them. With `ban_after > 0`, an
+//! address with that many failures in the window is banned (a bare 403 on everything) for
+//! `ban_for`.
 //! The state lives here, in memory; `lockout_file` snapshots and restores it.
 use super::lockout_file::{Saved, SavedBan, SavedCounter};
 use super::subject::Subject;
@@ -125,7 +126,8 @@ fn retry_at(stamps: &VecDeque<u64>, threshold: usize, cfg: &Config) -> Option<u6
     }
     let shift = u32::try_from(n - threshold).unwrap_or(u32::MAX).min(40);
     let max = u64::try_from(cfg.max_delay.as_millis()).unwrap_or(u64::MAX);
-    let delay = 1000u64.saturating_mul(1u64 << shift).min(max);
+    let first = u64::try_from(cfg.first_delay.as_millis()).unwrap_or(u64::MAX);
+    let delay = first.saturating_mul(1u64 << shift).min(max);
     stamps.back().map(|last| last.saturating_add(delay))
 }
 
@@ -472,6 +474,7 @@ mod tests {
         Config {
             max_failures,
             window: Duration::from_secs(60),
+            first_delay: Duration::from_secs(1),
             max_delay: Duration::from_secs(8),
             ban_after,
             ban_for: Duration::from_secs(3600),

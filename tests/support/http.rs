@@ -159,3 +159,11 @@ pub async fn login(base: &str, user: &str, password: &str) -> String {
 pub fn cookie_header(token: &str) -> String {
     format!("comfy_warden_session={token}")
 }
+
+/// The current time in unix seconds.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
