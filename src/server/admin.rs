@@ -13,6 +13,8 @@ use std::net::IpAddr;
 pub const PREFIX: &str = "/warden/admin/";
 const GUARD: &str = "/warden/admin/guard";
 const BANS: &str = "/warden/admin/bans/";
+/// At most this many bans and locked counters are listed.
+const LIST_MAX: usize = 1000;
 
 pub fn handle(
     app: &App,
@@ -61,14 +63,17 @@ fn guard(app: &App, snap: &Snapshot) -> Response<Body> {
         .lockout
         .bans()
         .into_iter()
+        .take(LIST_MAX)
         .map(|(s, until)| serde_json::json!({ "ip": s.to_string(), "until": until }))
         .collect();
+    let mut locked = app.lockout.locked(&snap.lockout);
+    locked.truncate(LIST_MAX);
     body::json(
         StatusCode::OK,
         &serde_json::json!({
             "password_hashes": app.passwords.computed(),
             "bans": bans,
-            "locked": app.lockout.locked(&snap.lockout),
+            "locked": locked,
             "connections": app.connections.open(),
         }),
     )
