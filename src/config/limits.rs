@@ -142,7 +142,14 @@ pub(super) fn lockout(
         window: duration_at_least(path, text, &l.window, Duration::from_secs(300), second)?,
         first_delay,
         max_delay,
-        ban_after: l.ban_after,
+        ban_after: bounded(
+            path,
+            text,
+            &l.ban_after,
+            0,
+            0..=100_000,
+            "lockout.ban_after",
+        )?,
         ban_for: duration_at_least(path, text, &l.ban_for, Duration::from_secs(86400), second)?,
     })
 }

@@ -40,8 +40,7 @@ pub struct RawLockout {
     /// The longest delay between attempts once locked.
     pub max_delay: Option<Spanned<Dur>>,
     /// Failures of one address (in `window`) after which it is banned; 0 = never.
-    #[serde(default)]
-    pub ban_after: u32,
+    pub ban_after: Option<Spanned<u32>>,
     /// How long a ban lasts.
     pub ban_for: Option<Spanned<Dur>>,
 }

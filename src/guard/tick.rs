@@ -25,8 +25,11 @@ pub fn spawn(app: Arc<App>) {
     });
 }
 
-/// One round; also called at start and at shutdown.
+/// One round; also called at start and at shutdown. Rounds never overlap (the snapshot files
+/// are written through one temporary name each).
 pub fn run_once(app: &App) {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     apply_unban_requests(app);
     app.lockout.prune(&app.config.get().lockout);
     if let Err(e) = app.lockout.save_if_dirty() {
