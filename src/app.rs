@@ -1,5 +1,6 @@
 //! The shared state of a running daemon: live configuration, keys, password verifier, session
-//! table, upstream client, counters and the shutdown signal.
+//! table, upstream client, guard state (lockout, connection counts), counters and the shutdown
+//! signal.
 use crate::auth::basic::BasicCache;
 use crate::auth::password::Passwords;
 use crate::auth::session::{Keys, SessionTable};
@@ -13,6 +14,8 @@ use tokio::sync::watch;
 #[derive(Default)]
 pub struct Counters {
     pub websockets: AtomicUsize,
+    /// Keeps refused connections from flooding the log.
+    pub refused_log: crate::guard::conns::LogGate,
 }
 
 pub struct App {
@@ -24,6 +27,8 @@ pub struct App {
     pub upstream: UpstreamClient,
     pub counters: Counters,
     pub tenancy: crate::tenancy::Tenancy,
+    pub lockout: crate::guard::lockout::Lockout,
+    pub connections: Arc<crate::guard::conns::Connections>,
     /// Becomes `true` when the daemon starts draining.
     pub shutdown: watch::Receiver<bool>,
 }

@@ -1,5 +1,6 @@
 //! The body type used on both sides of the proxy (streamed upstream bodies and small local
-//! answers), and helpers for comfy-warden's own short JSON, HTML and text answers.
+//! answers), a byte-counting limit for streamed client bodies, and helpers for comfy-warden's
+//! own short JSON, HTML and text answers.
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
@@ -20,6 +21,40 @@ pub fn empty() -> Body {
 /// Wraps a streaming hyper body.
 pub fn stream(incoming: hyper::body::Incoming) -> Body {
     incoming.map_err(|e| Box::new(e) as BoxError).boxed()
+}
+
+/// Set when a [`bounded_stream`] went over its limit.
+pub type Overflow = std::sync::Arc<std::sync::atomic::AtomicBool>;
+
+/// The client body as a stream of data chunks that fails (and sets `over`) once more than
+/// `limit` bytes have arrived, so whatever consumes it stops and aborts what it was feeding.
+pub fn bounded_stream(
+    incoming: hyper::body::Incoming,
+    limit: u64,
+    over: Overflow,
+) -> impl futures_util::Stream<Item = Result<Bytes, BoxError>> + Send + 'static {
+    use futures_util::StreamExt;
+    let mut seen = 0u64;
+    incoming.into_data_stream().map(move |chunk| {
+        let chunk = chunk.map_err(|e| Box::new(e) as BoxError)?;
+        seen = seen.saturating_add(chunk.len() as u64);
+        if seen > limit {
+            over.store(true, std::sync::atomic::Ordering::Relaxed);
+            return Err(BoxError::from("the request body is larger than allowed"));
+        }
+        Ok(chunk)
+    })
+}
+
+/// The declared `Content-Length`, if any and readable.
+pub fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn with_type(

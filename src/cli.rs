@@ -1,4 +1,4 @@
-//! The command line: `serve`, `check`, `hash-password`.
+//! The command line: `serve`, `check`, `hash-password`, `bans`, `unban`.
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -28,4 +28,17 @@ pub enum Command {
     /// Read a password (prompted without echo on a terminal, else one line of stdin) and print
     /// its argon2id PHC string for users.toml.
     HashPassword,
+    /// List the addresses banned by the lockout (from the state directory's snapshot).
+    Bans {
+        #[arg(long, short, env = "COMFY_WARDEN_CONFIG", value_name = "DIR")]
+        config: PathBuf,
+    },
+    /// Lift the ban on IP: the running daemon applies it within a few seconds; without a
+    /// running daemon the snapshot is edited directly.
+    Unban {
+        /// An address (IPv6 addresses are banned per /64; either form is accepted).
+        ip: String,
+        #[arg(long, short, env = "COMFY_WARDEN_CONFIG", value_name = "DIR")]
+        config: PathBuf,
+    },
 }

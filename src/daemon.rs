@@ -1,6 +1,6 @@
 //! Process life cycle: logging set-up, the tokio runtime, start-up order (config → secret →
 //! listeners → watcher → READY), signals (SIGHUP reloads, SIGTERM/SIGINT drain and stop), and
-//! the offline commands `check` and `hash-password`.
+//! the offline commands `check`, `hash-password`, `bans` and `unban`.
 use crate::app::{App, Counters, HASH_QUEUE_WAIT};
 use crate::auth::{keys, password::Passwords, session::Keys, session::SessionTable};
 use crate::config::{self, Listen, Snapshot, raw::LogFormat, store::ConfigStore};
@@ -87,6 +87,7 @@ async fn serve(snap: Snapshot) -> ExitCode {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let upstream = UpstreamClient::new(snap.upstream.connect_timeout);
     let passwords = Passwords::new(snap.auth.hash_concurrency, HASH_QUEUE_WAIT);
+    let lockout = crate::guard::lockout::Lockout::open(&snap.files.state_dir);
     let store = Arc::new(ConfigStore::new(snap));
     let app = Arc::new(App {
         config: store.clone(),
@@ -97,8 +98,16 @@ async fn serve(snap: Snapshot) -> ExitCode {
         upstream,
         counters: Counters::default(),
         tenancy: crate::tenancy::Tenancy::new(&store.get().files.state_dir),
+        lockout,
+        connections: Default::default(),
         shutdown: shutdown_rx,
     });
+    crate::guard::tick::lift_unban_list(&app, &store.get());
+    crate::guard::tick::run_once(&app);
+    let state_dir = store.get().files.state_dir.clone();
+    if let Err(e) = crate::ops::pidfile::write(&state_dir) {
+        tracing::warn!(error = %e, "cannot write the pid file; `comfy-warden unban` will edit the snapshot directly");
+    }
 
     let app_for_watch = app.clone();
     let _watch_guard = match config::watch::spawn(store.clone(), move |result| {
@@ -112,6 +121,7 @@ async fn serve(snap: Snapshot) -> ExitCode {
     };
     let server = tokio::spawn(listen::serve(app.clone(), listeners));
     spawn_housekeeping(app.clone());
+    crate::guard::tick::spawn(app.clone());
     systemd::ready(&status_line(&app));
     tracing::info!(upstream = %app.config.get().upstream.base, "comfy-warden is ready");
 
@@ -142,7 +152,8 @@ async fn serve(snap: Snapshot) -> ExitCode {
     systemd::stopping();
     let _ = shutdown_tx.send(true);
     let _ = server.await;
-    save_state(&app).await;
+    crate::guard::tick::run_once(&app);
+    crate::ops::pidfile::remove(&state_dir);
     tracing::info!("stopped");
     ExitCode::SUCCESS
 }
@@ -152,6 +163,7 @@ fn after_reload(app: &App, result: &Result<(), String>) {
         Ok(()) => {
             let snap = app.config.get();
             tracing::info!(target: "audit", event = "config_reloaded", users = snap.users.len(), "configuration reloaded");
+            crate::guard::tick::lift_unban_list(app, &snap);
         }
         Err(e) => {
             tracing::error!(target: "audit", event = "config_reload_failed", "configuration NOT reloaded, keeping the last good one: {e}")
@@ -160,35 +172,24 @@ fn after_reload(app: &App, result: &Result<(), String>) {
     systemd::ready(&status_line(app));
 }
 
-/// How often state is snapshotted to the state directory (when it changed).
-const SNAPSHOT_EVERY: Duration = Duration::from_secs(5);
-
+/// Housekeeping that is not the guard's (`guard::tick` writes the snapshots): pruning expired
+/// sessions and pinging the systemd watchdog.
 fn spawn_housekeeping(app: Arc<App>) {
     let watchdog = systemd::watchdog_interval();
     tokio::spawn(async move {
         let tick = watchdog
             .map(|w| w / 2)
-            .unwrap_or(SNAPSHOT_EVERY)
-            .min(SNAPSHOT_EVERY);
+            .unwrap_or(Duration::from_secs(30))
+            .min(Duration::from_secs(30));
         let mut interval = tokio::time::interval(tick);
         loop {
             interval.tick().await;
             app.sessions.prune();
-            save_state(&app).await;
             if watchdog.is_some() {
                 systemd::watchdog();
             }
         }
     });
-}
-
-/// Writes the snapshots that changed (the ledger), off the async threads.
-async fn save_state(app: &Arc<App>) {
-    let a = app.clone();
-    let result = tokio::task::spawn_blocking(move || a.tenancy.ledger.save_if_dirty()).await;
-    if let Ok(Err(e)) = result {
-        tracing::error!(error = %e, "cannot write the ledger snapshot");
-    }
 }
 
 /// `comfy-warden check`.
@@ -221,9 +222,27 @@ pub fn check(dir: &Path) -> ExitCode {
         snap.roles.names().collect::<Vec<_>>().join(", ")
     );
     println!(
-        "  ip rules    {} allowed, {} denied networks",
+        "  ip rules    {} allowed, {} denied, {} never banned networks",
         snap.ip_rules.allow.len(),
-        snap.ip_rules.deny.len()
+        snap.ip_rules.deny.len(),
+        snap.ip_rules.unban.len()
+    );
+    let l = &snap.lockout;
+    let bans = if l.ban_after == 0 {
+        "no bans".to_string()
+    } else {
+        format!(
+            "ban after {} failures for {}",
+            l.ban_after,
+            humantime::format_duration(l.ban_for)
+        )
+    };
+    println!(
+        "  lockout     {} failures in {}, delays from {} up to {}, {bans}",
+        l.max_failures,
+        humantime::format_duration(l.window),
+        humantime::format_duration(l.first_delay),
+        humantime::format_duration(l.max_delay)
     );
     ExitCode::SUCCESS
 }
@@ -264,6 +283,86 @@ pub fn hash_password() -> ExitCode {
         }
         Err(e) => {
             eprintln!("cannot hash: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn state_dir_of(dir: &Path) -> Result<std::path::PathBuf, ExitCode> {
+    match config::load(dir) {
+        Ok(s) => Ok(s.files.state_dir.clone()),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// `comfy-warden bans`: the bans in force, from the state directory's snapshot (the running
+/// daemon writes it every few seconds).
+pub fn bans(dir: &Path) -> ExitCode {
+    let state_dir = match state_dir_of(dir) {
+        Ok(d) => d,
+        Err(c) => return c,
+    };
+    let now = crate::auth::session::now_secs();
+    let bans = match crate::guard::lockout_file::bans_in_force(&state_dir, now) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if bans.is_empty() {
+        println!("no bans");
+        return ExitCode::SUCCESS;
+    }
+    for b in bans {
+        let left = humantime::format_duration(Duration::from_secs(b.until.saturating_sub(now)));
+        println!("{:<40} until {} ({left} left)", b.ip, b.until);
+    }
+    ExitCode::SUCCESS
+}
+
+/// `comfy-warden unban IP`: asks the running daemon to lift a ban (it does within a few seconds),
+/// or edits the snapshot directly when no daemon runs on this state directory.
+pub fn unban(dir: &Path, ip: &str) -> ExitCode {
+    let Some(subject) = crate::guard::subject::Subject::parse(ip) else {
+        eprintln!("error: {ip:?} is not an IP address (or an IPv6 /64)");
+        return ExitCode::FAILURE;
+    };
+    let state_dir = match state_dir_of(dir) {
+        Ok(d) => d,
+        Err(c) => return c,
+    };
+    if let Some(pid) = crate::ops::pidfile::running(&state_dir) {
+        return match crate::guard::lockout_file::request_unban(&state_dir, subject) {
+            Ok(()) => {
+                println!(
+                    "requested: unban {subject}; the running comfy-warden (pid {pid}) lifts it within {} seconds",
+                    crate::guard::tick::INTERVAL.as_secs() + 1
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: cannot write the unban request: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    match crate::guard::lockout_file::unban_offline(&state_dir, subject) {
+        Ok(true) => {
+            println!("unbanned {subject} (no daemon running; lockout.json updated)");
+            ExitCode::SUCCESS
+        }
+        Ok(false) => {
+            println!(
+                "{subject} was not banned (no daemon running; its failure counters were cleared)"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }

@@ -10,5 +10,7 @@ fn main() -> ExitCode {
         Command::Serve { config } => comfy_warden::daemon::run(&config),
         Command::Check { config } => comfy_warden::daemon::check(&config),
         Command::HashPassword => comfy_warden::daemon::hash_password(),
+        Command::Bans { config } => comfy_warden::daemon::bans(&config),
+        Command::Unban { ip, config } => comfy_warden::daemon::unban(&config, &ip),
     }
 }

@@ -161,3 +161,91 @@ fn hash_password_reads_stdin() {
             .is_ok()
     );
 }
+
+#[test]
+fn guard_settings_are_checked_with_file_line_and_key() {
+    for (section, line, key, message) in [
+        (
+            "[lockout]\nmax_failures = 0\n",
+            "max_failures = 0",
+            "lockout.max_failures",
+            "between 1 and",
+        ),
+        (
+            "[lockout]\nwindow = \"0s\"\n",
+            "window",
+            "lockout.window",
+            "at least",
+        ),
+        (
+            "[lockout]\nfirst_delay = \"10m\"\nmax_delay = \"1m\"\n",
+            "first_delay",
+            "lockout.first_delay",
+            "max_delay",
+        ),
+        (
+            "[lockout]\nbans_after = 3\n",
+            "bans_after",
+            "lockout",
+            "unknown field",
+        ),
+    ] {
+        let dir = valid_dir();
+        let path = dir.path().join("warden.toml");
+        let text = format!("{}\n{section}", std::fs::read_to_string(&path).unwrap());
+        std::fs::write(&path, &text).unwrap();
+        let (ok, out) = check(dir.path());
+        assert!(!ok, "{section}: {out}");
+        let line_no = text
+            .lines()
+            .position(|l| l.contains(line))
+            .map(|i| i + 1)
+            .unwrap();
+        assert!(
+            out.contains(&format!("warden.toml line {line_no}")),
+            "{section}: {out}"
+        );
+        assert!(
+            out.contains(key) && out.contains(message),
+            "{section}: {out}"
+        );
+    }
+
+    let mut cfg = TestConfig::new(
+        "http://127.0.0.1:8188",
+        vec![TestUser::new("alice", "pw-alice", &["user"])],
+    );
+    cfg.server_extra = "max_header_bytes = 1024\n".into();
+    let dir = tempfile::tempdir().unwrap();
+    cfg.write(dir.path());
+    let (ok, out) = check(dir.path());
+    assert!(!ok);
+    assert!(
+        out.contains("server.max_header_bytes") && out.contains("8192"),
+        "{out}"
+    );
+
+    let dir = valid_dir();
+    std::fs::write(
+        dir.path().join("ip-rules.toml"),
+        "unban = [\"10.0.0.300\"]\n",
+    )
+    .unwrap();
+    let (ok, out) = check(dir.path());
+    assert!(!ok);
+    assert!(
+        out.contains("ip-rules.toml line 1") && out.contains("unban"),
+        "{out}"
+    );
+
+    let dir = valid_dir();
+    let path = dir.path().join("warden.toml");
+    let text = format!(
+        "{}\n[lockout]\nmax_failures = 3\nban_after = 10\nban_for = \"1h\"\n",
+        std::fs::read_to_string(&path).unwrap()
+    );
+    std::fs::write(&path, text).unwrap();
+    let (ok, out) = check(dir.path());
+    assert!(ok, "{out}");
+    assert!(out.contains("ban after 10 failures for 1h"), "{out}");
+}

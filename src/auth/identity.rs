@@ -1,6 +1,8 @@
 //! Which user a request belongs to. Sources: `Authorization: Bearer <jwt>`, `Authorization:
 //! Basic` (when `auth.basic`), else the session cookie. A credential that is present but invalid
-//! never falls back to another source.
+//! never falls back to another source. Basic passwords go through the lockout like a login
+//! (checked before hashing, failures counted per user and address); an invalid Bearer token or
+//! cookie is not a password guess and is not counted.
 //! The token must still match the live configuration: the user exists, is enabled, and its
 //! `token_version` equals the token's `ver`; the token id is not revoked.
 use super::basic;
@@ -8,6 +10,7 @@ use super::session::{COOKIE_PLAIN, COOKIE_TLS, Claims, Keys, SessionTable};
 use crate::app::App;
 use crate::config::{Snapshot, User};
 use http::HeaderMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +99,9 @@ pub fn still_valid(id: &Identity, snap: &Snapshot, sessions: &SessionTable) -> b
 pub enum Refusal {
     /// Password checks are saturated; answer 429.
     Busy,
+    /// Too many failed passwords for this user from this address: 429, retry after so many
+    /// seconds. Nothing was hashed.
+    Locked(u64),
 }
 
 pub async fn authenticate(
@@ -103,6 +109,7 @@ pub async fn authenticate(
     snap: &Snapshot,
     headers: &HeaderMap,
     tls: bool,
+    client_ip: IpAddr,
 ) -> Result<Option<Identity>, Refusal> {
     if headers.contains_key(http::header::AUTHORIZATION) {
         if let Some(token) = bearer(headers) {
@@ -117,7 +124,7 @@ pub async fn authenticate(
         if snap.auth.basic
             && let Some((name, password)) = basic::parse(headers)
         {
-            return basic_identity(app, snap, &name, &password).await;
+            return basic_identity(app, snap, &name, &password, client_ip).await;
         }
         return Ok(None);
     }
@@ -138,6 +145,7 @@ async fn basic_identity(
     snap: &Snapshot,
     name: &str,
     password: &str,
+    client_ip: IpAddr,
 ) -> Result<Option<Identity>, Refusal> {
     let user = snap.user(name).cloned();
     let stored: Option<String> = user.as_ref().and_then(|u| u.password_hash.clone());
@@ -151,22 +159,32 @@ async fn basic_identity(
             claims: None,
         }));
     }
-    let ok = app
-        .passwords
-        .verify(stored.as_deref(), password)
-        .await
-        .map_err(|_| Refusal::Busy)?;
+    if let Some(wait) = app.lockout.check(&snap.lockout, name, client_ip) {
+        tracing::debug!(client_ip = %client_ip, wait, "HTTP Basic refused: locked out");
+        return Err(Refusal::Locked(wait));
+    }
+    let ok = password.len() <= 1024
+        && app
+            .passwords
+            .verify(stored.as_deref(), password)
+            .await
+            .map_err(|_| Refusal::Busy)?;
     match user {
         Some(u) if ok && !u.disabled => {
             if let Some(phc) = stored.as_deref() {
                 app.basic_cache.remember(name, password, phc);
             }
+            app.lockout.success(name, client_ip);
             Ok(Some(Identity {
                 user: u,
                 source: Source::Basic,
                 claims: None,
             }))
         }
-        _ => Ok(None),
+        _ => {
+            tracing::warn!(target: "audit", event = "basic_failed", client_ip = %client_ip, "failed HTTP Basic sign-in");
+            crate::guard::lockout::record_failure(app, snap, name, client_ip);
+            Ok(None)
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! daemon reads one `Arc<Snapshot>`; `watch` swaps it atomically when the files change.
 pub mod duration;
 pub mod error;
+mod limits;
 pub mod raw;
 pub mod store;
 pub mod watch;
@@ -35,6 +36,23 @@ pub struct Server {
     pub header_read_timeout: Duration,
     pub shutdown_grace: Duration,
     pub max_own_body: u64,
+    pub max_header_bytes: usize,
+    pub max_upload_bytes: u64,
+    pub max_connections_per_ip: usize,
+    pub max_connections: usize,
+}
+
+/// `[lockout]`, validated (see `guard::lockout`).
+#[derive(Debug, Clone)]
+pub struct Lockout {
+    pub max_failures: u32,
+    pub window: Duration,
+    /// The delay after the `max_failures`-th failure; doubled with each further one.
+    pub first_delay: Duration,
+    pub max_delay: Duration,
+    /// 0 = never ban.
+    pub ban_after: u32,
+    pub ban_for: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -113,6 +131,8 @@ impl Tenancy {
 pub struct IpRules {
     pub allow: Vec<IpNet>,
     pub deny: Vec<IpNet>,
+    /// Never banned by the lockout; bans on them are lifted on (re)load.
+    pub unban: Vec<IpNet>,
 }
 
 /// One consistent view of the whole configuration.
@@ -125,6 +145,7 @@ pub struct Snapshot {
     pub files: Files,
     pub log: Log,
     pub tenancy: Tenancy,
+    pub lockout: Lockout,
     pub users: HashMap<Arc<str>, Arc<User>>,
     pub roles: Roles,
     pub ip_rules: IpRules,
@@ -168,12 +189,21 @@ fn resolve(dir: &Path, p: &Path) -> PathBuf {
 /// Parses an address or network: `10.0.0.0/8`, `192.0.2.7`, `2001:db8::/32`.
 pub fn parse_net(s: &str) -> Result<IpNet, String> {
     let s = s.trim();
-    if let Ok(net) = s.parse::<IpNet>() {
-        return Ok(net.trunc());
+    let net = match s.parse::<IpNet>() {
+        Ok(net) => net.trunc(),
+        Err(_) => s.parse::<IpAddr>().map(IpNet::from).map_err(|_| {
+            format!("{s:?} is not an IP address or CIDR network (like 10.0.0.0/8 or 2001:db8::/32)")
+        })?,
+    };
+    // Client addresses are compared as IPv4 when IPv4-mapped, so mapped networks are too.
+    if let IpNet::V6(v6) = net
+        && let Some(v4) = v6.addr().to_ipv4_mapped()
+        && v6.prefix_len() >= 96
+        && let Ok(n) = ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+    {
+        return Ok(IpNet::V4(n));
     }
-    s.parse::<IpAddr>().map(IpNet::from).map_err(|_| {
-        format!("{s:?} is not an IP address or CIDR network (like 10.0.0.0/8 or 2001:db8::/32)")
-    })
+    Ok(net)
 }
 
 /// Loads and validates the configuration directory `dir`.
@@ -342,13 +372,15 @@ pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
         node_rules: crate::tenancy::nodes::NodeRules::with_config(&node_rules),
     };
 
+    let lockout = limits::lockout(&main_path, &wtext, &w.lockout)?;
+    let server = limits::server(&main_path, &wtext, w.server, listen, trusted_proxies)?;
     let roles = load_roles(files.roles.as_deref())?;
     let users = load_users(&files.users, &roles)?;
     let ip_rules = load_ip_rules(files.ip_rules.as_deref())?;
 
     Ok(Snapshot {
         dir,
-        server: raw_server(w.server, listen, trusted_proxies),
+        server,
         upstream,
         auth,
         files,
@@ -357,20 +389,11 @@ pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
             level: w.log.level,
         },
         tenancy,
+        lockout,
         users,
         roles,
         ip_rules,
     })
-}
-
-fn raw_server(s: raw::RawServer, listen: Vec<Listen>, trusted_proxies: Vec<IpNet>) -> Server {
-    Server {
-        listen,
-        trusted_proxies,
-        header_read_timeout: s.header_read_timeout.0,
-        shutdown_grace: s.shutdown_grace.0,
-        max_own_body: s.max_own_body,
-    }
 }
 
 fn load_roles(path: Option<&Path>) -> Result<Roles, ConfigError> {
@@ -498,5 +521,30 @@ fn load_ip_rules(path: Option<&Path>) -> Result<IpRules, ConfigError> {
     Ok(IpRules {
         allow: nets(&f.allow)?,
         deny: nets(&f.deny)?,
+        unban: nets(&f.unban)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_net;
+
+    #[test]
+    fn nets_are_truncated_and_mapped_ones_become_v4() {
+        assert_eq!(parse_net("10.1.2.3/8").unwrap().to_string(), "10.0.0.0/8");
+        assert_eq!(parse_net("192.0.2.7").unwrap().to_string(), "192.0.2.7/32");
+        assert_eq!(
+            parse_net("::ffff:127.0.0.1").unwrap().to_string(),
+            "127.0.0.1/32"
+        );
+        assert_eq!(
+            parse_net("::ffff:10.0.0.0/104").unwrap().to_string(),
+            "10.0.0.0/8"
+        );
+        assert_eq!(
+            parse_net("2001:db8::/32").unwrap().to_string(),
+            "2001:db8::/32"
+        );
+        assert!(parse_net("10.0.0.0/33").is_err());
+    }
 }

@@ -22,6 +22,27 @@ pub struct WardenFile {
     pub log: RawLog,
     #[serde(default)]
     pub tenancy: RawTenancy,
+    #[serde(default)]
+    pub lockout: RawLockout,
+}
+
+/// `[lockout]`: brute-force protection of password sign-ins. Absent keys take the defaults
+/// documented in docs/configuration.md (applied in `mod.rs`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLockout {
+    /// Failures (per client address and user, in `window`) before attempts are delayed.
+    pub max_failures: Option<Spanned<u32>>,
+    /// The sliding window failures are counted in.
+    pub window: Option<Spanned<Dur>>,
+    /// The delay after the `max_failures`-th failure; it doubles with each further failure.
+    pub first_delay: Option<Spanned<Dur>>,
+    /// The longest delay between attempts once locked.
+    pub max_delay: Option<Spanned<Dur>>,
+    /// Failures of one address (in `window`) after which it is banned; 0 = never.
+    pub ban_after: Option<Spanned<u32>>,
+    /// How long a ban lasts.
+    pub ban_for: Option<Spanned<Dur>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,6 +98,14 @@ pub struct RawServer {
     /// The largest body accepted by comfy-warden's own endpoints (login, tokens, admin).
     #[serde(default = "default_max_own_body")]
     pub max_own_body: u64,
+    /// Largest request head (request line and headers) in bytes.
+    pub max_header_bytes: Option<Spanned<usize>>,
+    /// Largest proxied upload (`POST /upload/image`, `/upload/mask`) in bytes.
+    pub max_upload_bytes: Option<Spanned<u64>>,
+    /// Open connections one client address may hold.
+    pub max_connections_per_ip: Option<Spanned<usize>>,
+    /// Open connections in total.
+    pub max_connections: Option<Spanned<usize>>,
 }
 
 fn default_header_read_timeout() -> Dur {
@@ -281,4 +310,7 @@ pub struct IpRulesFile {
     pub allow: Vec<Spanned<String>>,
     #[serde(default)]
     pub deny: Vec<Spanned<String>>,
+    /// Addresses that are never banned; bans on them are lifted when the file is (re)loaded.
+    #[serde(default)]
+    pub unban: Vec<Spanned<String>>,
 }

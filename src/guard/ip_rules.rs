@@ -19,6 +19,7 @@ mod tests {
         IpRules {
             allow: allow.iter().map(|s| s.parse().unwrap()).collect(),
             deny: deny.iter().map(|s| s.parse().unwrap()).collect(),
+            unban: Vec::new(),
         }
     }
 

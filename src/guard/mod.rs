@@ -1,3 +1,10 @@
-//! Guard: who is connecting (the one place that decides the client IP) and whether they may.
+//! Guard: who is connecting (the one place that decides the client IP), whether they may
+//! (IP rules, bans), how often they may guess passwords (lockout) and how many connections
+//! they may hold.
 pub mod client_ip;
+pub mod conns;
 pub mod ip_rules;
+pub mod lockout;
+pub mod lockout_file;
+pub mod subject;
+pub mod tick;

@@ -159,8 +159,13 @@ pub async fn relay(
     };
 
     let on_upgrade = hyper::upgrade::on(&mut req);
+    // The connection's slot stays taken while the relay runs (its HTTP task ends at the upgrade).
+    let hold = req
+        .extensions_mut()
+        .remove::<crate::guard::conns::ConnHold>();
     let accept = derive_accept_key(key.as_bytes());
     tokio::spawn(async move {
+        let _hold = hold;
         match on_upgrade.await {
             Ok(upgraded) => {
                 let downstream = WebSocketStream::from_raw_socket(

@@ -1,4 +1,4 @@
-//! The request pipeline: client IP → IP rules → comfy-warden's own routes → identity →
+//! The request pipeline: client IP → IP rules → bans → comfy-warden's own routes → identity →
 //! (no identity: 302 to /login for browser navigations, 401 JSON otherwise) → WebSocket relay
 //! or the tenancy route table (`tenancy::handle`), which forwards to ComfyUI.
 use super::routes;
@@ -31,6 +31,10 @@ pub async fn handle(
         tracing::info!(target: "audit", event = "ip_denied", client_ip = %ip, "request from a denied address");
         return Ok(body::text(StatusCode::FORBIDDEN, "Forbidden\n"));
     }
+    if app.lockout.is_banned(ip) {
+        tracing::debug!(client_ip = %ip, "request from a banned address");
+        return Ok(body::text(StatusCode::FORBIDDEN, "Forbidden\n"));
+    }
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
 
@@ -48,8 +52,17 @@ pub async fn handle(
         _ => {}
     }
 
-    let ident = match identity::authenticate(&app, &snap, req.headers(), conn.tls).await {
+    let ident = match identity::authenticate(&app, &snap, req.headers(), conn.tls, ip).await {
         Ok(i) => i,
+        Err(identity::Refusal::Locked(wait)) => {
+            let mut r = body::error_json(
+                StatusCode::TOO_MANY_REQUESTS,
+                &crate::guard::lockout::locked_message(wait),
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+            return Ok(r);
+        }
         Err(identity::Refusal::Busy) => {
             let mut r = body::error_json(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -72,6 +85,12 @@ pub async fn handle(
         "/warden/me" => {
             return Ok(match &ident {
                 Some(id) => routes::me(id),
+                None => unauthenticated(&req),
+            });
+        }
+        p if p.starts_with(super::admin::PREFIX) => {
+            return Ok(match &ident {
+                Some(id) => super::admin::handle(&app, &snap, id, &method, p, ip),
                 None => unauthenticated(&req),
             });
         }

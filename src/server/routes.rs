@@ -138,6 +138,21 @@ pub async fn login(
         return body::error_json(StatusCode::BAD_REQUEST, "send a username and a password");
     };
     let next = safe_next(form.next.as_deref());
+    // The lockout is decided before anything is hashed.
+    if let Some(wait) = app.lockout.check(&snap.lockout, &form.username, client_ip) {
+        tracing::debug!(client_ip = %client_ip, wait, "sign-in refused: locked out");
+        let message = crate::guard::lockout::locked_message(wait);
+        let mut r = match format {
+            Format::Json => body::error_json(StatusCode::TOO_MANY_REQUESTS, &message),
+            Format::Form => pages::page(
+                StatusCode::TOO_MANY_REQUESTS,
+                pages::login_page(&next, "", Some(&message)),
+            ),
+        };
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+        return r;
+    }
     let user = snap.user(&form.username).cloned();
     let stored = user.as_ref().and_then(|u| u.password_hash.as_deref());
     let verified = if form.password.len() > 1024 {
@@ -164,6 +179,7 @@ pub async fn login(
         Some(u) if ok && !u.disabled => u,
         _ => {
             tracing::warn!(target: "audit", event = "login_failed", client_ip = %client_ip, "failed sign-in");
+            crate::guard::lockout::record_failure(app, snap, &form.username, client_ip);
             return match format {
                 Format::Json => body::error_json(StatusCode::UNAUTHORIZED, LOGIN_FAILED),
                 Format::Form => pages::page(
@@ -173,6 +189,7 @@ pub async fn login(
             };
         }
     };
+    app.lockout.success(&user.name, client_ip);
     let (token, claims) = match app.keys.issue(
         &user.name,
         user.token_version,

@@ -324,7 +324,20 @@ async fn pump(
     Ok(Uploaded { kind })
 }
 
+/// 413 for an upload over `server.max_upload_bytes`, logged once.
+fn too_large(ctx: &Ctx<'_>, limit: u64) -> Response<Body> {
+    tracing::info!(target: "audit", event = "upload_refused", user = %ctx.owner(), client_ip = %ctx.client_ip, reason = "larger than server.max_upload_bytes", limit, "upload refused");
+    body::error_json(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!("the upload is larger than the limit of {limit} bytes"),
+    )
+}
+
 pub async fn upload(ctx: &Ctx<'_>, req: Request<Incoming>, mask: bool) -> Response<Body> {
+    let limit = ctx.snap.server.max_upload_bytes;
+    if body::content_length(req.headers()).is_some_and(|n| n > limit) {
+        return too_large(ctx, limit);
+    }
     let ct = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -342,8 +355,12 @@ pub async fn upload(ctx: &Ctx<'_>, req: Request<Incoming>, mask: bool) -> Respon
             .for_field("subfolder", MAX_FIELD)
             .for_field("original_ref", MAX_FIELD),
     );
-    let mp =
-        multer::Multipart::with_constraints(incoming.into_data_stream(), boundary, constraints);
+    let over = body::Overflow::default();
+    let mp = multer::Multipart::with_constraints(
+        body::bounded_stream(incoming, limit, over.clone()),
+        boundary,
+        constraints,
+    );
     let out_boundary = format!("comfywarden{}", uuid::Uuid::new_v4().simple());
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(8);
     let upstream_body =
@@ -379,6 +396,9 @@ pub async fn upload(ctx: &Ctx<'_>, req: Request<Incoming>, mask: bool) -> Respon
     let sent = forward::send(ctx.app, ctx.snap, parts, upstream_body).await;
     let uploaded = match pump_task.await {
         Ok(Ok(u)) => u,
+        Ok(Err(_)) if over.load(std::sync::atomic::Ordering::Relaxed) => {
+            return too_large(ctx, limit);
+        }
         Ok(Err(reason)) => {
             tracing::info!(target: "audit", event = "upload_refused", user = %ctx.owner(), client_ip = %ctx.client_ip, reason = %reason, "upload refused");
             return body::error_json(StatusCode::BAD_REQUEST, &reason);

@@ -94,11 +94,7 @@ fn redact_word(w: &str) -> String {
 /// Redacts every string in `v` (error objects, tracebacks, node_errors).
 pub fn redact_all(v: &mut Value, ns: &str) {
     match v {
-        Value::String(s) => {
-            if s.contains('/') || s.contains(ns) {
-                *s = redact(s, ns);
-            }
-        }
+        Value::String(s) if s.contains('/') || s.contains(ns) => *s = redact(s, ns),
         Value::Array(a) => a.iter_mut().for_each(|x| redact_all(x, ns)),
         Value::Object(m) => m.iter_mut().for_each(|(_, x)| redact_all(x, ns)),
         _ => {}

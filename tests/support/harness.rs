@@ -70,6 +70,8 @@ pub fn users_toml(users: &[TestUser]) -> String {
 
 /// The configuration a test runs with; `extra` is appended to warden.toml verbatim.
 pub struct TestConfig {
+    /// `server.listen` (default `127.0.0.1:0`).
+    pub listen: String,
     pub upstream: String,
     pub users: Vec<TestUser>,
     pub server_extra: String,
@@ -80,6 +82,7 @@ pub struct TestConfig {
 impl TestConfig {
     pub fn new(upstream: &str, users: Vec<TestUser>) -> Self {
         TestConfig {
+            listen: "127.0.0.1:0".into(),
             upstream: upstream.into(),
             users,
             server_extra: String::new(),
@@ -90,8 +93,8 @@ impl TestConfig {
 
     pub fn warden_toml(&self) -> String {
         format!(
-            "[server]\nlisten = [\"127.0.0.1:0\"]\nshutdown_grace = \"5s\"\n{}\n[upstream]\nurl = \"{}\"\nconnect_timeout = \"2s\"\nresponse_timeout = \"20s\"\n\n[files]\nusers = \"users.toml\"\nip_rules = \"ip-rules.toml\"\nstate_dir = \"state\"\n\n[log]\nlevel = \"info,comfy_warden=debug\"\n{}\n",
-            self.server_extra, self.upstream, self.extra
+            "[server]\nlisten = [\"{}\"]\nshutdown_grace = \"5s\"\n{}\n[upstream]\nurl = \"{}\"\nconnect_timeout = \"2s\"\nresponse_timeout = \"20s\"\n\n[files]\nusers = \"users.toml\"\nip_rules = \"ip-rules.toml\"\nstate_dir = \"state\"\n\n[log]\nlevel = \"info,comfy_warden=debug\"\n{}\n",
+            self.listen, self.server_extra, self.upstream, self.extra
         )
     }
 
@@ -231,8 +234,28 @@ impl Warden {
         assert!(ok, "kill -{sig} failed");
     }
 
+    /// Stops the daemon with SIGTERM (asserting a clean exit) and starts it again on the same
+    /// configuration directory (same state directory; a new port).
+    pub fn restart(mut self) -> Warden {
+        let status = self.stop_child();
+        assert!(status.success(), "comfy-warden exited with {status}");
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        Warden::start_in(dir, &[])
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn stop(mut self) -> std::process::ExitStatus {
+        self.stop_child()
+    }
+
+    /// Stops the daemon with SIGTERM but keeps the configuration directory for later use.
+    pub fn stop_keep_dir(mut self) -> (std::process::ExitStatus, tempfile::TempDir) {
+        let status = self.stop_child();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        (status, dir)
+    }
+
+    fn stop_child(&mut self) -> std::process::ExitStatus {
         self.signal("TERM");
         let mut child = self.child.take().unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);

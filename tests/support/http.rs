@@ -69,6 +69,18 @@ pub fn generated_sha256(size: u64) -> String {
 }
 
 pub async fn send(method: Method, url: &str, headers: &[(&str, &str)], body: TestBody) -> Resp {
+    try_send(method, url, headers, body)
+        .await
+        .expect("request failed")
+}
+
+/// Like [`send`], but a connection closed by the server is an `Err` instead of a panic.
+pub async fn try_send(
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: TestBody,
+) -> Result<Resp, String> {
     let mut b = Request::builder().method(method).uri(url);
     for (k, v) in headers {
         b = b.header(*k, *v);
@@ -76,14 +88,23 @@ pub async fn send(method: Method, url: &str, headers: &[(&str, &str)], body: Tes
     let resp = client()
         .request(b.body(body).unwrap())
         .await
-        .expect("request failed");
+        .map_err(|e| format!("{e:?}"))?;
     let (parts, body) = resp.into_parts();
-    let body = body.collect().await.expect("body").to_bytes();
-    Resp {
+    let body = body
+        .collect()
+        .await
+        .map_err(|e| format!("{e:?}"))?
+        .to_bytes();
+    Ok(Resp {
         status: parts.status,
         headers: parts.headers,
         body,
-    }
+    })
+}
+
+/// `GET` that tolerates a connection closed by the server (refused addresses, limits).
+pub async fn try_get(url: &str, headers: &[(&str, &str)]) -> Result<Resp, String> {
+    try_send(Method::GET, url, headers, full(Bytes::new())).await
 }
 
 pub async fn get(url: &str, headers: &[(&str, &str)]) -> Resp {
@@ -137,4 +158,12 @@ pub async fn login(base: &str, user: &str, password: &str) -> String {
 
 pub fn cookie_header(token: &str) -> String {
     format!("comfy_warden_session={token}")
+}
+
+/// The current time in unix seconds.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
