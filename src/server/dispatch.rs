@@ -43,6 +43,7 @@ pub async fn handle(
         "/login" => {
             return Ok(match method {
                 ref m if routes::is_get(m) => routes::login_page(&req),
+                Method::POST if cross_site(&conn, &snap, &req) => refuse_cross_site(None, ip, &path),
                 Method::POST => routes::login(&app, &snap, req, ip, conn.tls).await,
                 _ => routes::method_not_allowed("GET, HEAD, POST"),
             });
@@ -73,6 +74,13 @@ pub async fn handle(
             return Ok(r);
         }
     };
+
+    if let Some(id) = &ident
+        && id.source == identity::Source::Cookie
+        && cross_site(&conn, &snap, &req)
+    {
+        return Ok(refuse_cross_site(Some(&id.user.name), ip, &path));
+    }
 
     match path.as_str() {
         "/logout" => {
@@ -117,6 +125,21 @@ pub async fn handle(
         ));
     }
     Ok(crate::tenancy::handle::handle(&app, &snap, &ident, req, ip, conn.tls).await)
+}
+
+/// Is this a cross-site request a browser made on someone else's behalf (see `auth::csrf`)?
+fn cross_site(conn: &Conn, snap: &crate::config::Snapshot, req: &Request<Incoming>) -> bool {
+    let headers = req.headers();
+    let mut hosts: Vec<&str> = headers.get(header::HOST).and_then(|v| v.to_str().ok()).into_iter().collect();
+    if client_ip::in_nets(conn.peer.ip(), &snap.server.trusted_proxies) {
+        hosts.extend(headers.get("x-forwarded-host").and_then(|v| v.to_str().ok()));
+    }
+    crate::auth::csrf::is_cross_site(req.method(), upgrade::is_websocket_upgrade(req), headers, &hosts, conn.tls)
+}
+
+fn refuse_cross_site(user: Option<&str>, ip: std::net::IpAddr, path: &str) -> Response<Body> {
+    tracing::warn!(target: "audit", event = "csrf_refused", user = user.unwrap_or("-"), client_ip = %ip, route = %path, reason = "cross-site request", "cross-site request refused");
+    body::error_json(StatusCode::FORBIDDEN, "This request came from another site and was refused. Reload ComfyUI and try again.")
 }
 
 /// Browser navigations go to the login page (coming back here afterwards); anything else gets
