@@ -12,7 +12,9 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// `scheme://host[:port]` → `host[:port]` (lowercase), `None` for `null` or garbage.
 fn origin_authority(origin: &str) -> Option<String> {
-    let rest = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://"))?;
+    let rest = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))?;
     let authority = rest.split('/').next().unwrap_or("");
     (!authority.is_empty()).then(|| authority.to_ascii_lowercase())
 }
@@ -26,7 +28,13 @@ fn normalise_host(host: &str, tls: bool) -> String {
 
 /// True when the request must be refused as cross-site. `hosts` are the names this site is
 /// reached under (the `Host` header, and `X-Forwarded-Host` from a trusted proxy).
-pub fn is_cross_site(method: &Method, upgrade: bool, headers: &HeaderMap, hosts: &[&str], tls: bool) -> bool {
+pub fn is_cross_site(
+    method: &Method,
+    upgrade: bool,
+    headers: &HeaderMap,
+    hosts: &[&str],
+    tls: bool,
+) -> bool {
     let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
     if safe && !upgrade {
         return false;
@@ -35,7 +43,9 @@ pub fn is_cross_site(method: &Method, upgrade: bool, headers: &HeaderMap, hosts:
         return !matches!(site.trim(), "same-origin" | "none");
     }
     if let Some(origin) = header_str(headers, header::ORIGIN.as_str()) {
-        let Some(from) = origin_authority(origin.trim()) else { return true };
+        let Some(from) = origin_authority(origin.trim()) else {
+            return true;
+        };
         let from = normalise_host(&from, origin.starts_with("https://"));
         return !hosts.iter().any(|h| normalise_host(h, tls) == from);
     }
@@ -49,7 +59,10 @@ mod tests {
     fn h(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut m = HeaderMap::new();
         for (k, v) in pairs {
-            m.insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+            m.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
         m
     }
@@ -57,22 +70,94 @@ mod tests {
     #[test]
     fn fetch_metadata() {
         let hosts = ["warden.example"];
-        assert!(is_cross_site(&Method::POST, false, &h(&[("sec-fetch-site", "cross-site")]), &hosts, true));
-        assert!(is_cross_site(&Method::POST, false, &h(&[("sec-fetch-site", "same-site")]), &hosts, true));
-        assert!(!is_cross_site(&Method::POST, false, &h(&[("sec-fetch-site", "same-origin")]), &hosts, true));
-        assert!(!is_cross_site(&Method::POST, false, &h(&[("sec-fetch-site", "none")]), &hosts, true));
-        assert!(!is_cross_site(&Method::GET, false, &h(&[("sec-fetch-site", "cross-site")]), &hosts, true));
-        assert!(is_cross_site(&Method::GET, true, &h(&[("sec-fetch-site", "cross-site")]), &hosts, true), "WebSocket hijacking");
+        assert!(is_cross_site(
+            &Method::POST,
+            false,
+            &h(&[("sec-fetch-site", "cross-site")]),
+            &hosts,
+            true
+        ));
+        assert!(is_cross_site(
+            &Method::POST,
+            false,
+            &h(&[("sec-fetch-site", "same-site")]),
+            &hosts,
+            true
+        ));
+        assert!(!is_cross_site(
+            &Method::POST,
+            false,
+            &h(&[("sec-fetch-site", "same-origin")]),
+            &hosts,
+            true
+        ));
+        assert!(!is_cross_site(
+            &Method::POST,
+            false,
+            &h(&[("sec-fetch-site", "none")]),
+            &hosts,
+            true
+        ));
+        assert!(!is_cross_site(
+            &Method::GET,
+            false,
+            &h(&[("sec-fetch-site", "cross-site")]),
+            &hosts,
+            true
+        ));
+        assert!(
+            is_cross_site(
+                &Method::GET,
+                true,
+                &h(&[("sec-fetch-site", "cross-site")]),
+                &hosts,
+                true
+            ),
+            "WebSocket hijacking"
+        );
     }
 
     #[test]
     fn origin_fallback() {
         let hosts = ["warden.example"];
-        assert!(!is_cross_site(&Method::POST, false, &h(&[("origin", "https://warden.example")]), &hosts, true));
-        assert!(!is_cross_site(&Method::POST, false, &h(&[("origin", "https://warden.example:443")]), &hosts, true));
-        assert!(is_cross_site(&Method::POST, false, &h(&[("origin", "https://evil.example")]), &hosts, true));
-        assert!(is_cross_site(&Method::POST, false, &h(&[("origin", "null")]), &hosts, true));
-        assert!(is_cross_site(&Method::POST, false, &h(&[("origin", "https://warden.example.evil.example")]), &hosts, true));
-        assert!(!is_cross_site(&Method::POST, false, &h(&[]), &hosts, true), "not a browser");
+        assert!(!is_cross_site(
+            &Method::POST,
+            false,
+            &h(&[("origin", "https://warden.example")]),
+            &hosts,
+            true
+        ));
+        assert!(!is_cross_site(
+            &Method::POST,
+            false,
+            &h(&[("origin", "https://warden.example:443")]),
+            &hosts,
+            true
+        ));
+        assert!(is_cross_site(
+            &Method::POST,
+            false,
+            &h(&[("origin", "https://evil.example")]),
+            &hosts,
+            true
+        ));
+        assert!(is_cross_site(
+            &Method::POST,
+            false,
+            &h(&[("origin", "null")]),
+            &hosts,
+            true
+        ));
+        assert!(is_cross_site(
+            &Method::POST,
+            false,
+            &h(&[("origin", "https://warden.example.evil.example")]),
+            &hosts,
+            true
+        ));
+        assert!(
+            !is_cross_site(&Method::POST, false, &h(&[]), &hosts, true),
+            "not a browser"
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! which user (if any) a request belongs to.
 pub mod basic;
 pub mod csrf;
+pub mod external;
 pub mod identity;
 pub mod keys;
 pub mod password;

@@ -5,6 +5,7 @@
 //! daemon reads one `Arc<Snapshot>`; `watch` swaps it atomically when the files change.
 pub mod duration;
 pub mod error;
+pub mod identity;
 mod limits;
 pub mod raw;
 pub mod store;
@@ -67,6 +68,7 @@ pub struct Upstream {
 #[derive(Debug, Clone)]
 pub struct Auth {
     pub secret_file: Option<PathBuf>,
+    pub previous_secret_files: Vec<PathBuf>,
     pub session_ttl: Duration,
     pub max_token_ttl: Duration,
     pub basic: bool,
@@ -149,6 +151,10 @@ pub struct Snapshot {
     pub users: HashMap<Arc<str>, Arc<User>>,
     pub roles: Roles,
     pub ip_rules: IpRules,
+    pub trusted_header: Option<identity::TrustedHeader>,
+    pub external_jwt: Option<identity::ExternalJwt>,
+    /// The namespaces of configured users (identities from outside may not take them).
+    pub namespaces: std::collections::HashSet<String>,
 }
 
 impl Snapshot {
@@ -156,11 +162,17 @@ impl Snapshot {
         self.users.get(name)
     }
 
+    /// Is this namespace directory already a configured user's?
+    pub fn namespace_taken(&self, ns: &str) -> bool {
+        self.namespaces.contains(ns)
+    }
+
     /// Every file the snapshot was built from (the watcher reloads when one changes).
     pub fn source_files(&self) -> Vec<PathBuf> {
         let mut v = vec![self.dir.join(MAIN_FILE), self.files.users.clone()];
         v.extend(self.files.roles.clone());
         v.extend(self.files.ip_rules.clone());
+        v.extend(self.external_jwt.as_ref().map(|e| e.jwks_file.clone()));
         v
     }
 }
@@ -299,6 +311,12 @@ pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
 
     let auth = Auth {
         secret_file: w.auth.secret_file.as_deref().map(|p| resolve(&dir, p)),
+        previous_secret_files: w
+            .auth
+            .previous_secret_files
+            .iter()
+            .map(|p| resolve(&dir, p))
+            .collect(),
         session_ttl: w.auth.session_ttl.0,
         max_token_ttl: w.auth.max_token_ttl.0,
         basic: w.auth.basic,
@@ -377,6 +395,8 @@ pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
     let roles = load_roles(files.roles.as_deref())?;
     let users = load_users(&files.users, &roles)?;
     let ip_rules = load_ip_rules(files.ip_rules.as_deref())?;
+    let sources = identity::build(&w.auth, &dir, &main_path, &wtext, &roles)?;
+    let namespaces = users.values().map(|u| u.namespace.clone()).collect();
 
     Ok(Snapshot {
         dir,
@@ -393,6 +413,9 @@ pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
         users,
         roles,
         ip_rules,
+        trusted_header: sources.trusted_header,
+        external_jwt: sources.external_jwt,
+        namespaces,
     })
 }
 

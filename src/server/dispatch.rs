@@ -43,7 +43,9 @@ pub async fn handle(
         "/login" => {
             return Ok(match method {
                 ref m if routes::is_get(m) => routes::login_page(&req),
-                Method::POST if cross_site(&conn, &snap, &req) => refuse_cross_site(None, ip, &path),
+                Method::POST if cross_site(&conn, &snap, &req) => {
+                    refuse_cross_site(None, ip, &path)
+                }
                 Method::POST => routes::login(&app, &snap, req, ip, conn.tls).await,
                 _ => routes::method_not_allowed("GET, HEAD, POST"),
             });
@@ -53,7 +55,16 @@ pub async fn handle(
         _ => {}
     }
 
-    let ident = match identity::authenticate(&app, &snap, req.headers(), conn.tls, ip).await {
+    let ident = match identity::authenticate(
+        &app,
+        &snap,
+        req.headers(),
+        conn.tls,
+        conn.peer.ip(),
+        ip,
+    )
+    .await
+    {
         Ok(i) => i,
         Err(identity::Refusal::Locked(wait)) => {
             let mut r = body::error_json(
@@ -102,6 +113,8 @@ pub async fn handle(
                 None => unauthenticated(&req),
             });
         }
+        "/warden/token" | "/warden/tokens" => {}
+        p if p.starts_with("/warden/tokens/") => {}
         p if p.starts_with("/warden/") => {
             return Ok(body::error_json(
                 StatusCode::NOT_FOUND,
@@ -114,6 +127,20 @@ pub async fn handle(
     let Some(ident) = ident else {
         return Ok(unauthenticated(&req));
     };
+    let req = if path.starts_with("/warden/token") {
+        match super::tokens::route(&app, &snap, &ident, req, ip).await {
+            Ok(resp) => return Ok(resp),
+            Err(req) => req,
+        }
+    } else {
+        req
+    };
+    if path.starts_with("/warden/") {
+        return Ok(body::error_json(
+            StatusCode::NOT_FOUND,
+            "no such comfy-warden endpoint",
+        ));
+    }
 
     if upgrade::is_websocket_upgrade(&req) {
         if path == "/ws" || path == "/api/ws" {
@@ -130,16 +157,33 @@ pub async fn handle(
 /// Is this a cross-site request a browser made on someone else's behalf (see `auth::csrf`)?
 fn cross_site(conn: &Conn, snap: &crate::config::Snapshot, req: &Request<Incoming>) -> bool {
     let headers = req.headers();
-    let mut hosts: Vec<&str> = headers.get(header::HOST).and_then(|v| v.to_str().ok()).into_iter().collect();
+    let mut hosts: Vec<&str> = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .into_iter()
+        .collect();
     if client_ip::in_nets(conn.peer.ip(), &snap.server.trusted_proxies) {
-        hosts.extend(headers.get("x-forwarded-host").and_then(|v| v.to_str().ok()));
+        hosts.extend(
+            headers
+                .get("x-forwarded-host")
+                .and_then(|v| v.to_str().ok()),
+        );
     }
-    crate::auth::csrf::is_cross_site(req.method(), upgrade::is_websocket_upgrade(req), headers, &hosts, conn.tls)
+    crate::auth::csrf::is_cross_site(
+        req.method(),
+        upgrade::is_websocket_upgrade(req),
+        headers,
+        &hosts,
+        conn.tls,
+    )
 }
 
 fn refuse_cross_site(user: Option<&str>, ip: std::net::IpAddr, path: &str) -> Response<Body> {
     tracing::warn!(target: "audit", event = "csrf_refused", user = user.unwrap_or("-"), client_ip = %ip, route = %path, reason = "cross-site request", "cross-site request refused");
-    body::error_json(StatusCode::FORBIDDEN, "This request came from another site and was refused. Reload ComfyUI and try again.")
+    body::error_json(
+        StatusCode::FORBIDDEN,
+        "This request came from another site and was refused. Reload ComfyUI and try again.",
+    )
 }
 
 /// Browser navigations go to the login page (coming back here afterwards); anything else gets

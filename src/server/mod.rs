@@ -6,3 +6,4 @@ pub mod dispatch;
 pub mod listen;
 pub mod pages;
 pub mod routes;
+pub mod tokens;
