@@ -214,32 +214,40 @@ pub fn check(dir: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!("configuration in {} is valid", snap.dir.display());
+    // Written without panicking when the reader goes away (`check | head`).
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let mut lines = vec![format!("configuration in {} is valid", snap.dir.display())];
     for l in &snap.server.listen {
-        match l {
-            Listen::Tcp(a) => println!("  listen      http://{a}"),
-            Listen::Systemd => println!("  listen      sockets from systemd"),
-        }
+        lines.push(match l {
+            Listen::Tcp(a) => format!("  listen      http://{a}"),
+            Listen::Systemd => "  listen      sockets from systemd".to_string(),
+        });
     }
-    println!("  upstream    {}", snap.upstream.base);
-    println!("  state dir   {}", snap.files.state_dir.display());
-    let mut names: Vec<_> = snap.users.values().collect();
-    names.sort_by(|a, b| a.name.cmp(&b.name));
-    println!("  users       {}", names.len());
-    for u in names {
+    lines.push(format!("  upstream    {}", snap.upstream.base));
+    lines.push(format!("  state dir   {}", snap.files.state_dir.display()));
+    let mut users: Vec<_> = snap.users.values().collect();
+    users.sort_by(|a, b| a.name.cmp(&b.name));
+    lines.push(format!("  users       {}", users.len()));
+    for u in users {
         let flag = if u.disabled { " (disabled)" } else { "" };
-        println!("    {:<20} roles: {}{flag}", &*u.name, u.roles.join(", "));
+        lines.push(format!(
+            "    {:<20} roles: {:<16} files: {}/{flag}",
+            &*u.name,
+            u.roles.join(", "),
+            u.namespace
+        ));
     }
-    println!(
+    lines.push(format!(
         "  roles       {}",
         snap.roles.names().collect::<Vec<_>>().join(", ")
-    );
-    println!(
+    ));
+    lines.push(format!(
         "  ip rules    {} allowed, {} denied, {} never banned networks",
         snap.ip_rules.allow.len(),
         snap.ip_rules.deny.len(),
         snap.ip_rules.unban.len()
-    );
+    ));
     let l = &snap.lockout;
     let bans = if l.ban_after == 0 {
         "no bans".to_string()
@@ -250,13 +258,18 @@ pub fn check(dir: &Path) -> ExitCode {
             humantime::format_duration(l.ban_for)
         )
     };
-    println!(
+    lines.push(format!(
         "  lockout     {} failures in {}, delays from {} up to {}, {bans}",
         l.max_failures,
         humantime::format_duration(l.window),
         humantime::format_duration(l.first_delay),
         humantime::format_duration(l.max_delay)
-    );
+    ));
+    for l in lines {
+        if writeln!(out, "{l}").is_err() {
+            break;
+        }
+    }
     ExitCode::SUCCESS
 }
 

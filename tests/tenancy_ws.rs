@@ -4,7 +4,7 @@
 mod support;
 use futures_util::SinkExt;
 use serde_json::json;
-use support::tenants::{self, preview_graph};
+use support::tenants::{self, PROGRESS_NODE_RULE, preview_graph, progress_graph};
 use support::ws;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -93,7 +93,8 @@ async fn a_client_id_of_another_user_is_never_taken_over() {
 
 #[tokio::test]
 async fn run_events_and_broadcasts_go_only_to_the_owner() {
-    let t = tenants::start().await;
+    let t = tenants::start_with(PROGRESS_NODE_RULE).await;
+    t.d.enable_progress_node();
     let mut a = ws::connect(t.w.addr, "/ws", &[("cookie", &t.alice)])
         .await
         .unwrap();
@@ -113,8 +114,9 @@ async fn run_events_and_broadcasts_go_only_to_the_owner() {
         assert_eq!(ws::next_json(s, 10).await.unwrap()["type"], "feature_flags");
     }
     // A prompt without client_id: ComfyUI would broadcast its progress; comfy-warden forces one.
+    // The text-progress frame (binary type 3) is broadcast by ComfyUI whatever the client_id.
     let r = t
-        .post_json(&t.alice, "/prompt", &json!({"prompt": preview_graph()}))
+        .post_json(&t.alice, "/prompt", &json!({"prompt": progress_graph()}))
         .await;
     assert_eq!(r.status, 200);
     let af = drain(&mut a, 2).await;
@@ -180,4 +182,43 @@ async fn unknown_and_log_frames_are_dropped_for_users() {
         "crystools.monitor",
         "admins see everything"
     );
+}
+
+#[tokio::test]
+async fn status_counts_are_taken_after_the_frame_arrived() {
+    let t = tenants::start().await;
+    let mut a = ws::connect(t.w.addr, "/ws", &[("cookie", &t.alice)])
+        .await
+        .unwrap();
+    ws::next_json(&mut a, 10).await.unwrap();
+    t.d.set_hold(true);
+    let r = t
+        .post_json(&t.alice, "/prompt", &json!({"prompt": preview_graph()}))
+        .await;
+    assert_eq!(r.status, 200);
+    // The status frames ComfyUI sends for this submission must count it (1), not show the
+    // queue as it was just before (0).
+    let mut counts = Vec::new();
+    while let Some(v) = ws::next_json(&mut a, 2).await {
+        if v["type"] == "status" {
+            counts.push(
+                v["data"]["status"]["exec_info"]["queue_remaining"]
+                    .as_u64()
+                    .unwrap(),
+            );
+        }
+    }
+    assert!(
+        !counts.is_empty() && counts.iter().all(|c| *c == 1),
+        "while alice's prompt is held: {counts:?}"
+    );
+    t.d.set_hold(false);
+    t.d.release();
+    let mut last = None;
+    while let Some(v) = ws::next_json(&mut a, 2).await {
+        if v["type"] == "status" {
+            last = v["data"]["status"]["exec_info"]["queue_remaining"].as_u64();
+        }
+    }
+    assert_eq!(last, Some(0), "after the run the count is 0 again");
 }

@@ -11,10 +11,14 @@ use tokio_tungstenite::tungstenite::Message;
 
 async fn setup() -> (Double, Warden, String) {
     let double = Double::start().await;
-    let w = Warden::start(&TestConfig::new(
+    let mut cfg = TestConfig::new(
         &double.url(),
         vec![TestUser::new("alice", "alice-pw", &["user"])],
-    ));
+    );
+    // The double's test node that reports progress (binary frames), allowed like a custom node.
+    cfg.extra = "[tenancy.nodes.ZZProgress]\npure = true\n".into();
+    let w = Warden::start(&cfg);
+    double.enable_progress_node();
     let token = login(&w.url(""), "alice", "alice-pw").await;
     (double, w, token)
 }
@@ -53,7 +57,8 @@ async fn a_run_is_relayed_frame_by_frame() {
         "prompt": {
             "1": {"class_type": "LoadImage", "inputs": {"image": "cat.png"}},
             "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
-            "3": {"class_type": "SaveImage", "inputs": {"filename_prefix": "inverted", "images": ["2", 0]}}
+            "4": {"class_type": "ZZProgress", "inputs": {"image": ["2", 0]}},
+            "3": {"class_type": "SaveImage", "inputs": {"filename_prefix": "inverted", "images": ["4", 0]}}
         }
     });
     let r = post_json(&w.url("/prompt"), &[("cookie", &cookie)], &prompt).await;

@@ -21,7 +21,10 @@ pub struct Data {
 
 fn full(b: impl Into<Bytes>, ct: &'static str) -> Response<Body> {
     let mut r = Response::new(Full::new(b.into()).map_err(|n| match n {}).boxed());
-    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(ct));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(ct),
+    );
     r
 }
 
@@ -34,7 +37,10 @@ fn big_body(size: u64) -> Body {
                 return None;
             }
             let n = (size - off).min(chunk.len() as u64) as usize;
-            Some((Ok::<_, std::io::Error>(Frame::data(chunk.slice(..n))), off + n as u64))
+            Some((
+                Ok::<_, std::io::Error>(Frame::data(chunk.slice(..n))),
+                off + n as u64,
+            ))
         }
     });
     BodyExt::boxed(StreamBody::new(s))
@@ -49,35 +55,53 @@ async fn serve(data: Arc<Data>, mut req: Request<Incoming>) -> Result<Response<B
             let on = hyper::upgrade::on(&mut req);
             tokio::spawn(async move {
                 if let Ok(up) = on.await {
-                    let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(TokioIo::new(up), tokio_tungstenite::tungstenite::protocol::Role::Server, None).await;
+                    let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+                        TokioIo::new(up),
+                        tokio_tungstenite::tungstenite::protocol::Role::Server,
+                        None,
+                    )
+                    .await;
                     let (mut tx, mut rx) = ws.split();
                     let hello = r#"{"type": "status", "data": {"status": {"exec_info": {"queue_remaining": 0}}, "sid": "x"}}"#;
-                    let _ = tx.send(tokio_tungstenite::tungstenite::Message::text(hello)).await;
+                    let _ = tx
+                        .send(tokio_tungstenite::tungstenite::Message::text(hello))
+                        .await;
                     while let Some(Ok(_)) = rx.next().await {}
                 }
             });
-            let mut r = Response::new(BodyExt::boxed(Full::new(Bytes::new()).map_err(|n| match n {})));
+            let mut r = Response::new(BodyExt::boxed(
+                Full::new(Bytes::new()).map_err(|n| match n {}),
+            ));
             *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
             let h = r.headers_mut();
             h.insert("connection", http::HeaderValue::from_static("upgrade"));
             h.insert("upgrade", http::HeaderValue::from_static("websocket"));
             if let Some(k) = key
-                && let Ok(v) = http::HeaderValue::from_str(&tokio_tungstenite::tungstenite::handshake::derive_accept_key(k.as_bytes()))
+                && let Ok(v) = http::HeaderValue::from_str(
+                    &tokio_tungstenite::tungstenite::handshake::derive_accept_key(k.as_bytes()),
+                )
             {
                 h.insert("sec-websocket-accept", v);
             }
             r
         }
         ("GET", "/embeddings") => full("[]", json),
-        ("GET", "/users") => full(r#"{"storage": "server", "users": {"u_bench_1": "u_bench"}}"#, json),
+        ("GET", "/users") => full(
+            r#"{"storage": "server", "users": {"u_bench_1": "u_bench"}}"#,
+            json,
+        ),
         ("POST", "/users") => full(r#""u_bench_1""#, json),
         ("GET", "/object_info") => full(data.object_info.clone(), json),
         ("GET", "/history") => full(data.history.clone(), json),
         ("GET", "/queue") => full(r#"{"queue_running": [], "queue_pending": []}"#, json),
         ("GET", "/view") => {
             let mut r = Response::new(big_body(BIG));
-            r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("image/png"));
-            r.headers_mut().insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(BIG));
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("image/png"),
+            );
+            r.headers_mut()
+                .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(BIG));
             r
         }
         ("POST", "/upload/image") => {
@@ -88,7 +112,12 @@ async fn serve(data: Arc<Data>, mut req: Request<Incoming>) -> Result<Response<B
                     n += d.len() as u64;
                 }
             }
-            full(format!(r#"{{"name": "big.png", "subfolder": "u_bench", "type": "input", "bytes": {n}}}"#), json)
+            full(
+                format!(
+                    r#"{{"name": "big.png", "subfolder": "u_bench", "type": "input", "bytes": {n}}}"#
+                ),
+                json,
+            )
         }
         _ => {
             let mut r = full("404: Not Found", "text/plain");
@@ -121,18 +150,27 @@ pub fn history(n: usize) -> Bytes {
 pub fn start(data: Data) -> SocketAddr {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
         rt.block_on(async move {
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
             tx.send(l.local_addr().expect("addr")).expect("send");
             let data = Arc::new(data);
             loop {
-                let Ok((s, _)) = l.accept().await else { continue };
+                let Ok((s, _)) = l.accept().await else {
+                    continue;
+                };
                 let _ = s.set_nodelay(true);
                 let data = data.clone();
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |r| serve(data.clone(), r));
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection_with_upgrades(TokioIo::new(s), svc).await;
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection_with_upgrades(TokioIo::new(s), svc)
+                        .await;
                 });
             }
         });

@@ -79,6 +79,7 @@ impl SocketFilter {
 
     /// What to send to the client for a frame from ComfyUI (`None`: nothing).
     pub async fn upstream_frame(&mut self, msg: Message) -> Option<Message> {
+        let arrived = std::time::Instant::now();
         match msg {
             Message::Text(t) => {
                 let mut v: Value = match serde_json::from_str(&t) {
@@ -101,7 +102,7 @@ impl SocketFilter {
                 }
                 let keep = match ty.as_str() {
                     "status" => {
-                        self.rewrite_status(&mut v).await;
+                        self.rewrite_status(&mut v, arrived).await;
                         true
                     }
                     "feature_flags" => true,
@@ -148,15 +149,10 @@ impl SocketFilter {
         }
     }
 
-    async fn rewrite_status(&self, v: &mut Value) {
+    async fn rewrite_status(&self, v: &mut Value, arrived: std::time::Instant) {
         let app = &self.tenant.app;
         let snap = app.config.get();
-        let count = match app
-            .tenancy
-            .live
-            .queue(app, &snap, super::live::QUEUE_FRESH)
-            .await
-        {
+        let count = match app.tenancy.live.queue_since(app, &snap, arrived).await {
             Ok(q) => self.tenant.own_count(&q),
             Err(_) => 0,
         };

@@ -24,6 +24,14 @@ pub fn outputs_to_client(v: &mut Value, ns: &str, owner: &str, ledger: &Ledger) 
                     map.insert("subfolder".into(), Value::String(client));
                 }
             }
+            // Preview3D echoes its model path in `result`: strip the namespace from the strings.
+            if let Some(Value::Array(items)) = map.get_mut("result") {
+                for item in items.iter_mut() {
+                    if let Value::String(text) = item {
+                        *text = strip_ns(text, ns);
+                    }
+                }
+            }
             for (_, child) in map.iter_mut() {
                 outputs_to_client(child, ns, owner, ledger);
             }
@@ -33,6 +41,12 @@ pub fn outputs_to_client(v: &mut Value, ns: &str, owner: &str, ledger: &Ledger) 
             .for_each(|i| outputs_to_client(i, ns, owner, ledger)),
         _ => {}
     }
+}
+
+/// A path string with the namespace taken out (`NS/x` → `x`, `3d/NS/x` → `3d/x`).
+pub fn strip_ns(text: &str, ns: &str) -> String {
+    text.replace(&format!("3d/{ns}/"), "3d/")
+        .replace(&format!("{ns}/"), "")
 }
 
 /// `extra_data` keys that carry credentials (comfy.org keys, any `*token*`/`*key*`).
@@ -69,18 +83,19 @@ pub fn redact(text: &str, ns: &str) -> String {
     out
 }
 
-/// An absolute path (possibly quoted) becomes its part after `/input/`, `/output/`, `/temp/`,
-/// or `<path>` when it points elsewhere.
+/// An absolute path (at the start of a word, possibly after quotes or brackets) becomes its part
+/// after `/input/`, `/output/`, `/temp/`, or `<path>` when it points elsewhere. Relative paths
+/// a user typed (`pasted/x.png`) are left alone.
 fn redact_word(w: &str) -> String {
-    let start = w.find(['/', '\'', '"']).unwrap_or(w.len());
-    let (lead, rest) = w.split_at(start);
-    let quote = rest.starts_with(['\'', '"']);
-    let path_part = if quote { &rest[1..] } else { rest };
+    let lead_len = w
+        .find(|c: char| !matches!(c, '\'' | '"' | '[' | '(' | '{'))
+        .unwrap_or(w.len());
+    let (lead, path_part) = w.split_at(lead_len);
     if !path_part.starts_with('/') {
         return w.to_owned();
     }
     let end = path_part
-        .find(['\'', '"', ',', ')'])
+        .find(['\'', '"', ',', ')', ']', '}'])
         .unwrap_or(path_part.len());
     let (path, tail) = path_part.split_at(end);
     let shown = ["/input/", "/output/", "/temp/"]
@@ -88,7 +103,7 @@ fn redact_word(w: &str) -> String {
         .filter_map(|m| path.rfind(m).map(|i| &path[i + m.len()..]))
         .next()
         .unwrap_or("<path>");
-    format!("{lead}{}{shown}{tail}", if quote { &rest[..1] } else { "" })
+    format!("{lead}{shown}{tail}")
 }
 
 /// Redacts every string in `v` (error objects, tracebacks, node_errors).
@@ -167,5 +182,17 @@ mod tests {
         let r = redact("No such file: '/etc/secret/thing.png'", "u_alice");
         assert_eq!(r, "No such file: '<path>'");
         assert_eq!(redact("plain words", "u_a"), "plain words");
+        assert_eq!(
+            redact("image - Invalid image file: u_bob/pasted/nope.png", "u_bob"),
+            "image - Invalid image file: pasted/nope.png"
+        );
+        assert_eq!(
+            redact("{'image': ['u_alice/bad/bad.png']}", "u_alice"),
+            "{'image': ['bad/bad.png']}"
+        );
+        assert_eq!(
+            redact("{'image': ['/srv/c/input/u_alice/x.png']}", "u_alice"),
+            "{'image': ['x.png']}"
+        );
     }
 }

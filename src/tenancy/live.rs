@@ -131,12 +131,28 @@ impl Live {
         snap: &Snapshot,
         fresh: Duration,
     ) -> Result<Arc<Value>, UpstreamError> {
+        let since = Instant::now()
+            .checked_sub(fresh)
+            .unwrap_or_else(Instant::now);
+        self.queue_since(app, snap, since).await
+    }
+
+    /// ComfyUI's `/queue` as fetched no earlier than `since`: a `status` frame that arrived at
+    /// `since` must be counted from a copy taken after it (one fetch serves every socket that
+    /// got the same frame, the others wait for it).
+    pub async fn queue_since(
+        &self,
+        app: &App,
+        snap: &Snapshot,
+        since: Instant,
+    ) -> Result<Arc<Value>, UpstreamError> {
         let mut cached = self.queue.lock().await;
-        if let Some((at, q)) = cached.as_ref()
-            && at.elapsed() < fresh
+        if let Some((started, q)) = cached.as_ref()
+            && *started >= since
         {
             return Ok(q.clone());
         }
+        let started = Instant::now();
         let (status, _, body) = forward::call(app, snap, Method::GET, "/queue", None, None).await?;
         if status != StatusCode::OK {
             return Err(UpstreamError::Unreachable(format!(
@@ -153,7 +169,7 @@ impl Live {
             .and_then(Value::as_str);
         self.set_running(running.map(str::to_owned));
         let v = Arc::new(v);
-        *cached = Some((Instant::now(), v.clone()));
+        *cached = Some((started, v.clone()));
         Ok(v)
     }
 

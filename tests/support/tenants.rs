@@ -129,6 +129,18 @@ pub fn invert_graph(image: &str, prefix: &str) -> Value {
     })
 }
 
+/// EmptyImage → ZZProgress (the double's test node that reports progress: preview and text
+/// frames, like a sampler) → PreviewImage. Needs `[tenancy.nodes.ZZProgress]` in the config.
+pub fn progress_graph() -> Value {
+    json!({
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 5}},
+        "2": {"class_type": "ZZProgress", "inputs": {"image": ["1", 0]}},
+        "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}}
+    })
+}
+
+pub const PROGRESS_NODE_RULE: &str = "[tenancy.nodes.ZZProgress]\npure = true\n";
+
 /// EmptyImage → PreviewImage (writes a temp-root preview).
 pub fn preview_graph() -> Value {
     json!({

@@ -431,6 +431,8 @@ async fn run_prompt(shared: &Arc<Shared>, item: QueueItem) {
         }
         if first {
             first = false;
+        }
+        if class == super::fixtures::PROGRESS_NODE {
             send_progress_frames(&g, &mut run, &node);
         }
         match execute_node(&mut g, &graph, &node) {
@@ -516,8 +518,9 @@ async fn run_prompt(shared: &Arc<Shared>, item: QueueItem) {
     }
 }
 
-/// Progress of the first executed node: `progress_state`, preview (type 4 or 1), `progress`,
-/// and a `send_progress_text` frame (type 3, always broadcast).
+/// Progress of a `ZZProgress` node: `progress_state`, preview (type 4 or 1), `progress`, and a
+/// `send_progress_text` frame (type 3, always broadcast). Real core nodes without a progress bar
+/// send none of these (checked against ComfyUI 0.3.64).
 fn send_progress_frames(g: &Inner, run: &mut Run, node: &str) {
     let client = run.client_id.clone();
     run.set_progress(node, 1.0, 1.0, "running");

@@ -36,8 +36,36 @@ fn body_of(text: &str) -> Value {
 pub fn object_info() -> &'static Map<String, Value> {
     static CELL: OnceLock<Map<String, Value>> = OnceLock::new();
     CELL.get_or_init(|| match body_of(recording!("object_info.json")) {
-        Value::Object(m) => m,
+        Value::Object(mut m) => {
+            m.insert(PROGRESS_NODE.into(), progress_node());
+            m
+        }
         _ => Map::new(),
+    })
+}
+
+/// A test-only custom node (like the `ZZSlow` node the reference used against the real
+/// ComfyUI): it passes its image through and reports progress the way samplers and API nodes
+/// do — `progress`, a preview frame and a `send_progress_text` frame. Core nodes such as
+/// LoadImage or PreviewImage send none of these, and neither does the double for them.
+pub const PROGRESS_NODE: &str = "ZZProgress";
+
+fn progress_node() -> Value {
+    serde_json::json!({
+        "input": {"required": {"image": ["IMAGE", {}]}},
+        "input_order": {"required": ["image"]},
+        "output": ["IMAGE"],
+        "output_is_list": [false],
+        "output_name": ["IMAGE"],
+        "name": PROGRESS_NODE,
+        "display_name": "ZZ Progress (test)",
+        "description": "",
+        "python_module": "custom_nodes.zz_progress",
+        "category": "testing",
+        "output_node": false,
+        "deprecated": false,
+        "experimental": false,
+        "api_node": false
     })
 }
 

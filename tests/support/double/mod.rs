@@ -296,6 +296,12 @@ impl Double {
             .collect()
     }
 
+    /// Offer the test node `ZZProgress` in `/object_info`: it reports progress like a sampler
+    /// (preview frames, `send_progress_text`), which ComfyUI's core file nodes never do.
+    pub fn enable_progress_node(&self) {
+        self.shared.lock().progress_node = true;
+    }
+
     /// Forget cached node results (what `POST /free {"free_memory":true}` does).
     pub fn clear_cache(&self) {
         self.shared.lock().cache.clear();

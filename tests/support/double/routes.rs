@@ -469,8 +469,14 @@ async fn view_metadata(shared: &Arc<Shared>, req: &Req, folder: &str) -> Resp {
 
 /// `/object_info` with the LoadImage-family `image` combos listing the input directory.
 fn object_info(shared: &Arc<Shared>) -> serde_json::Map<String, Value> {
-    let images = shared.lock().vfs.image_files(paths::INPUT);
+    let (images, progress_node) = {
+        let g = shared.lock();
+        (g.vfs.image_files(paths::INPUT), g.progress_node)
+    };
     let mut all = fixtures::object_info().clone();
+    if !progress_node {
+        all.remove(fixtures::PROGRESS_NODE);
+    }
     for class in ["LoadImage", "LoadImageMask"] {
         if let Some(combo) = all
             .get_mut(class)

@@ -127,6 +127,8 @@ pub struct Inner {
     pub cache: HashMap<String, CacheEntry>,
     pub interrupt: bool,
     pub hold: bool,
+    /// Whether `/object_info` offers the test node `ZZProgress` (see fixtures.rs).
+    pub progress_node: bool,
     pub released: Option<String>,
     pub pending_free: bool,
 }
@@ -154,6 +156,7 @@ impl Inner {
             cache: HashMap::new(),
             interrupt: false,
             hold: false,
+            progress_node: false,
             released: None,
             pending_free: false,
         }
