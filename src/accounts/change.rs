@@ -95,6 +95,22 @@ impl fmt::Display for Refused {
     }
 }
 
+impl Refused {
+    /// The HTTP status of this refusal (admin API, setup page).
+    pub fn status(&self) -> http::StatusCode {
+        use http::StatusCode as S;
+        match self {
+            Refused::NotConfigured
+            | Refused::Declarative { .. }
+            | Refused::Exists(_)
+            | Refused::LastAdmin => S::CONFLICT,
+            Refused::NotFound(_) => S::NOT_FOUND,
+            Refused::Invalid(_) => S::BAD_REQUEST,
+            Refused::Failed(_) => S::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
 /// What a successful change left: the users of both files as the next reload will load them.
 pub struct Applied {
     pub file: PathBuf,
