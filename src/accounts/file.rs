@@ -1,8 +1,8 @@
 //! The writable users file on disk: an exclusive lock (a `.NAME.lock` file beside it, so the
 //! CLI and the daemon never interleave read-modify-write cycles), and atomic replacement (temp
 //! file with mode 0600, fsync, rename, fsync of the directory). The replacement keeps the
-//! owner of the file it replaces (or of its directory), so `sudo comfy-warden user …` does not
-//! leave a file the daemon's user cannot read.
+//! owner of the file it replaces (or of its directory), and so does the lock file, so
+//! `sudo comfy-warden user …` does not leave files the daemon's user cannot use.
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
@@ -39,6 +39,7 @@ pub fn lock(path: &Path) -> std::io::Result<Lock> {
         .truncate(false)
         .mode(0o600)
         .open(sibling(path, ".lock"))?;
+    keep_owner(&file, path, path.parent().unwrap_or(Path::new(".")));
     // `File::lock` is std since 1.89; the crate's let-chains already need 1.88, and the
     // declared rust-version stays where the other modules' lints expect it.
     #[allow(clippy::incompatible_msrv)]
