@@ -341,8 +341,7 @@ mod props {
         let segs: Vec<&str> = up.split('/').collect();
         !up.starts_with('/')
             && !segs.iter().any(|s| *s == ".." || s.is_empty() || *s == ".")
-            && (segs.first() == Some(&ns)
-                || (segs.first() == Some(&"3d") && segs.get(1) == Some(&ns)))
+            && (segs.first() == Some(&ns) || (segs.first() == Some(&"3d") && segs.get(1) == Some(&ns)))
     }
 
     proptest! {
