@@ -29,6 +29,8 @@ pub struct App {
     pub tenancy: crate::tenancy::Tenancy,
     pub lockout: crate::guard::lockout::Lockout,
     pub connections: Arc<crate::guard::conns::Connections>,
+    /// The first-administrator setup token (`accounts::setup`).
+    pub setup: crate::accounts::setup::Setup,
     /// Becomes `true` when the daemon starts draining.
     pub shutdown: watch::Receiver<bool>,
 }

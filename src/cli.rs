@@ -1,4 +1,4 @@
-//! The command line: `serve`, `check`, `hash-password`, `bans`, `unban`.
+//! The command line: `serve`, `check`, `hash-password`, `bans`, `unban`, `user …`.
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -40,5 +40,11 @@ pub enum Command {
         ip: String,
         #[arg(long, short, env = "COMFY_WARDEN_CONFIG", value_name = "DIR")]
         config: PathBuf,
+    },
+    /// Manage the users of the writable users file (files.users_writable); a running daemon
+    /// picks every change up at once.
+    User {
+        #[command(subcommand)]
+        command: crate::accounts::cli::UserCommand,
     },
 }

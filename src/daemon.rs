@@ -58,8 +58,13 @@ fn status_line(app: &App) -> String {
     } else {
         format!("failed ({})", st.error.unwrap_or_default())
     };
+    let setup = if app.setup.required() {
+        format!("{}; ", crate::accounts::setup::STATUS)
+    } else {
+        String::new()
+    };
     format!(
-        "{} users, {} sessions, last reload {reload}",
+        "{setup}{} users, {} sessions, last reload {reload}",
         snap.users.len(),
         app.sessions.active().len()
     )
@@ -113,8 +118,13 @@ async fn serve(snap: Snapshot) -> ExitCode {
         tenancy: crate::tenancy::Tenancy::new(&store.get().files.state_dir),
         lockout,
         connections: Default::default(),
+        setup: Default::default(),
         shutdown: shutdown_rx,
     });
+    app.setup.start(
+        listeners.first().and_then(|l| l.local_addr().ok()),
+        &store.get(),
+    );
     crate::guard::tick::lift_unban_list(&app, &store.get());
     crate::guard::tick::run_once(&app);
     let state_dir = store.get().files.state_dir.clone();
@@ -172,6 +182,7 @@ async fn serve(snap: Snapshot) -> ExitCode {
 }
 
 fn after_reload(app: &App, result: &Result<(), String>) {
+    app.setup.refresh(&app.config.get());
     match result {
         Ok(()) => {
             let snap = app.config.get();

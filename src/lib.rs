@@ -3,11 +3,12 @@
 //! The daemon terminates client connections, authenticates people, decides what each of them may
 //! do, and proxies everything else to ComfyUI (HTTP and WebSocket). The module map follows
 //! `docs/architecture.md`: `config` (TOML → validated snapshot, hot reload), `auth` (passwords,
-//! sessions, identity), `guard` (client IP, IP rules), `proxy` (upstream client, header hygiene,
+//! sessions, identity), `accounts` (the writable users file, first administrator), `guard` (client IP, IP rules), `proxy` (upstream client, header hygiene,
 //! WebSocket relay), `server` (listeners, routing, comfy-warden's own endpoints), `ops` (systemd).
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod accounts;
 pub mod app;
 pub mod auth;
 pub mod body;

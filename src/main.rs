@@ -12,5 +12,6 @@ fn main() -> ExitCode {
         Command::HashPassword => comfy_warden::daemon::hash_password(),
         Command::Bans { config } => comfy_warden::daemon::bans(&config),
         Command::Unban { ip, config } => comfy_warden::daemon::unban(&config, &ip),
+        Command::User { command } => comfy_warden::accounts::cli::run(command),
     }
 }

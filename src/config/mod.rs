@@ -78,6 +78,9 @@ pub struct Auth {
 #[derive(Debug, Clone)]
 pub struct Files {
     pub users: PathBuf,
+    /// The users file comfy-warden itself edits (`comfy-warden user …`, setup, admin API);
+    /// absent on disk means no users yet.
+    pub users_writable: Option<PathBuf>,
     pub roles: Option<PathBuf>,
     pub ip_rules: Option<PathBuf>,
     pub state_dir: PathBuf,
@@ -89,9 +92,19 @@ pub struct Log {
     pub level: String,
 }
 
+/// Which users file defines a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserSource {
+    /// `files.users`: never written by comfy-warden.
+    Declarative,
+    /// `files.users_writable`: edited by the CLI, the setup page and the admin API.
+    Writable,
+}
+
 #[derive(Debug)]
 pub struct User {
     pub name: Arc<str>,
+    pub source: UserSource,
     pub password_hash: Option<String>,
     pub roles: Vec<String>,
     pub permissions: PermSet,
@@ -115,6 +128,8 @@ pub struct Tenancy {
     pub allow_routes: Vec<(String, bool)>,
     /// Built-in node rules plus `[tenancy.nodes.*]`.
     pub node_rules: crate::tenancy::nodes::NodeRules,
+    /// Ask ComfyUI to unload models and free memory when a user's last session ends.
+    pub free_memory_on_logout: bool,
 }
 
 impl Tenancy {
@@ -170,6 +185,7 @@ impl Snapshot {
     /// Every file the snapshot was built from (the watcher reloads when one changes).
     pub fn source_files(&self) -> Vec<PathBuf> {
         let mut v = vec![self.dir.join(MAIN_FILE), self.files.users.clone()];
+        v.extend(self.files.users_writable.clone());
         v.extend(self.files.roles.clone());
         v.extend(self.files.ip_rules.clone());
         v.extend(self.external_jwt.as_ref().map(|e| e.jwks_file.clone()));
@@ -182,6 +198,18 @@ fn read(path: &Path) -> Result<String, ConfigError> {
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// Like [`read`], but a missing file is `None`.
+pub fn read_optional(path: &Path) -> Result<Option<String>, ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
 }
 
 fn parse<T: serde::de::DeserializeOwned>(path: &Path) -> Result<(T, String), ConfigError> {
@@ -340,6 +368,7 @@ pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
     }
     let files = Files {
         users: resolve(&dir, &w.files.users),
+        users_writable: w.files.users_writable.as_deref().map(|p| resolve(&dir, p)),
         roles: w.files.roles.as_deref().map(|p| resolve(&dir, p)),
         ip_rules: w.files.ip_rules.as_deref().map(|p| resolve(&dir, p)),
         state_dir: resolve(&dir, &w.files.state_dir),
@@ -388,12 +417,21 @@ pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
         max_prompt_bytes: w.tenancy.max_prompt_bytes,
         allow_routes,
         node_rules: crate::tenancy::nodes::NodeRules::with_config(&node_rules),
+        free_memory_on_logout: w.tenancy.free_memory_on_logout,
     };
 
     let lockout = limits::lockout(&main_path, &wtext, &w.lockout)?;
     let server = limits::server(&main_path, &wtext, w.server, listen, trusted_proxies)?;
     let roles = load_roles(files.roles.as_deref())?;
-    let users = load_users(&files.users, &roles)?;
+    if files.users_writable.as_ref() == Some(&files.users) {
+        return Err(ConfigError::at(
+            &main_path,
+            None,
+            Some("files.users_writable".into()),
+            "must name another file than files.users (comfy-warden never writes files.users)",
+        ));
+    }
+    let users = load_users(&files, &roles, None)?;
     let ip_rules = load_ip_rules(files.ip_rules.as_deref())?;
     let sources = identity::build(&w.auth, &dir, &main_path, &wtext, &roles)?;
     let namespaces = users.values().map(|u| u.namespace.clone()).collect();
@@ -419,7 +457,8 @@ pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
     })
 }
 
-fn load_roles(path: Option<&Path>) -> Result<Roles, ConfigError> {
+/// The built-in roles plus roles.toml (when given).
+pub fn load_roles(path: Option<&Path>) -> Result<Roles, ConfigError> {
     let mut roles = Roles::default();
     let Some(path) = path else { return Ok(roles) };
     let (f, text): (raw::RolesFile, String) = parse(path)?;
@@ -463,18 +502,76 @@ pub fn valid_name(n: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'@' | b'-'))
 }
 
-fn load_users(path: &Path, roles: &Roles) -> Result<HashMap<Arc<str>, Arc<User>>, ConfigError> {
-    let (f, text): (raw::UsersFile, String) = parse(path)?;
-    let mut users = HashMap::with_capacity(f.users.len());
-    let mut namespaces: HashMap<String, String> = HashMap::with_capacity(f.users.len());
+pub type UserMap = HashMap<Arc<str>, Arc<User>>;
+
+/// The users of `files.users` and, when configured, `files.users_writable` (a missing writable
+/// file has no users). `writable_text` stands in for the writable file's content, so an edit
+/// can be validated exactly as the next reload will see it before it is written. A name in both
+/// files is an error naming both.
+pub fn load_users(
+    files: &Files,
+    roles: &Roles,
+    writable_text: Option<&str>,
+) -> Result<UserMap, ConfigError> {
+    let mut users = HashMap::new();
+    let mut namespaces = HashMap::new();
+    let text = read(&files.users)?;
+    let mut acc = UsersAcc {
+        users: &mut users,
+        namespaces: &mut namespaces,
+        roles,
+        first_file: &files.users,
+    };
+    add_users(&mut acc, &files.users, &text, UserSource::Declarative)?;
+    if let Some(path) = &files.users_writable {
+        let text = match writable_text {
+            Some(t) => Some(t.to_owned()),
+            None => read_optional(path)?,
+        };
+        if let Some(text) = text {
+            add_users(&mut acc, path, &text, UserSource::Writable)?;
+        }
+    }
+    Ok(users)
+}
+
+struct UsersAcc<'a> {
+    users: &'a mut UserMap,
+    /// namespace → (user, file)
+    namespaces: &'a mut HashMap<String, (String, PathBuf)>,
+    roles: &'a Roles,
+    first_file: &'a Path,
+}
+
+fn add_users(
+    acc: &mut UsersAcc<'_>,
+    path: &Path,
+    text: &str,
+    source: UserSource,
+) -> Result<(), ConfigError> {
+    let f: raw::UsersFile =
+        toml::from_str(text).map_err(|e| ConfigError::from_toml(path, text, &e))?;
+    let roles = acc.roles;
     for (name, u) in f.users {
-        let at = |off: usize, m: String| ConfigError::at_offset(path, &text, off, m);
+        let at = |off: usize, m: String| ConfigError::at_offset(path, text, off, m);
         if !valid_name(name.get_ref()) {
             return Err(at(
                 name.span().start,
                 format!(
                     "{:?} is not a valid user name: use 1-64 of A-Z a-z 0-9 . _ @ -",
                     name.get_ref()
+                ),
+            ));
+        }
+        if acc.users.contains_key(name.get_ref().as_str()) {
+            // Only possible across files: the first one read is files.users.
+            return Err(at(
+                name.span().start,
+                format!(
+                    "user {:?} is defined in both {} and {}; a user may be defined in only one of the users files",
+                    name.get_ref(),
+                    acc.first_file.display(),
+                    path.display()
                 ),
             ));
         }
@@ -505,17 +602,24 @@ fn load_users(path: &Path, roles: &Roles) -> Result<HashMap<Arc<str>, Arc<User>>
             }
             None => crate::tenancy::namespace::derive(name.get_ref()),
         };
-        if let Some(other) = namespaces.insert(namespace.clone(), name.get_ref().clone()) {
+        if let Some((other, file)) = acc.namespaces.insert(
+            namespace.clone(),
+            (name.get_ref().clone(), path.to_path_buf()),
+        ) {
             return Err(at(
                 name.span().start,
-                format!("namespace {namespace:?} is already used by user {other:?}"),
+                format!(
+                    "namespace {namespace:?} is already used by user {other:?} ({})",
+                    file.display()
+                ),
             ));
         }
         let name: Arc<str> = Arc::from(name.into_inner());
-        users.insert(
+        acc.users.insert(
             name.clone(),
             Arc::new(User {
                 name,
+                source,
                 password_hash: u.password_hash.map(|h| h.0),
                 roles: u.roles.into_iter().map(|r| r.into_inner()).collect(),
                 permissions: perms,
@@ -525,7 +629,7 @@ fn load_users(path: &Path, roles: &Roles) -> Result<HashMap<Arc<str>, Arc<User>>
             }),
         );
     }
-    Ok(users)
+    Ok(())
 }
 
 fn load_ip_rules(path: Option<&Path>) -> Result<IpRules, ConfigError> {

@@ -62,6 +62,9 @@ pub struct RawTenancy {
     /// allows non-admins to use it.
     #[serde(default)]
     pub nodes: BTreeMap<String, Spanned<crate::tenancy::nodes::NodeRule>>,
+    /// Ask ComfyUI to unload models and free memory when a user's last session ends.
+    #[serde(default)]
+    pub free_memory_on_logout: bool,
 }
 
 impl Default for RawTenancy {
@@ -71,6 +74,7 @@ impl Default for RawTenancy {
             max_prompt_bytes: default_max_prompt_bytes(),
             allow_routes: Vec::new(),
             nodes: BTreeMap::new(),
+            free_memory_on_logout: false,
         }
     }
 }
@@ -223,6 +227,8 @@ fn default_true() -> bool {
 pub struct RawFiles {
     #[serde(default = "default_users_file")]
     pub users: PathBuf,
+    /// The users file comfy-warden edits itself (CLI, setup page, admin API); `users` never is.
+    pub users_writable: Option<PathBuf>,
     pub roles: Option<PathBuf>,
     pub ip_rules: Option<PathBuf>,
     #[serde(default = "default_state_dir")]
@@ -233,6 +239,7 @@ impl Default for RawFiles {
     fn default() -> Self {
         RawFiles {
             users: default_users_file(),
+            users_writable: None,
             roles: None,
             ip_rules: None,
             state_dir: default_state_dir(),

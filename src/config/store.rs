@@ -88,6 +88,11 @@ fn warn_restart_needed(old: &Snapshot, new: &Snapshot) {
     if old.server.listen != new.server.listen {
         tracing::warn!("server.listen changed: the new addresses take effect after a restart");
     }
+    if old.source_files() != new.source_files() {
+        tracing::warn!(
+            "the configuration names other files now: they are read at once, but watched for changes only after a restart (until then reload with SIGHUP)"
+        );
+    }
     if old.files.state_dir != new.files.state_dir || old.auth.secret_file != new.auth.secret_file {
         tracing::warn!(
             "files.state_dir or auth.secret_file changed: this takes effect after a restart"

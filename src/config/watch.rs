@@ -44,6 +44,12 @@ pub fn spawn(
         .filter_map(|p| p.parent().map(|d| d.to_path_buf()))
         .collect();
     for d in &dirs {
+        if !d.is_dir() {
+            // Only an optional file can live there (users_writable in a state directory that
+            // is not there yet); the required ones were read from existing directories.
+            tracing::warn!(dir = %d.display(), "cannot watch a directory that does not exist; reload with SIGHUP after creating it");
+            continue;
+        }
         watcher.watch(d, RecursiveMode::NonRecursive)?;
     }
     tokio::spawn(async move {

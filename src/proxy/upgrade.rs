@@ -40,10 +40,17 @@ pub fn is_websocket_upgrade(req: &Request<Incoming>) -> bool {
         && has_token(header::UPGRADE, "websocket")
 }
 
+/// Small buffers: most sockets sit idle for hours, and each relay holds two of them. The
+/// library's defaults (128 KiB to read and to write, per socket) cost ~260 KiB per idle relay;
+/// a large preview message still arrives whole (the read buffer grows per message), and every
+/// message is written out at once (no write batching is needed for a relay).
 fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE))
         .max_frame_size(Some(MAX_MESSAGE))
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(MAX_MESSAGE + (1 << 20))
 }
 
 pub async fn relay(

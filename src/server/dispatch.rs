@@ -51,6 +51,7 @@ pub async fn handle(
             });
         }
         "/warden/health" => return Ok(routes::health()),
+        super::setup::PATH => return Ok(super::setup::handle(&app, &snap, req, ip).await),
         "/warden/assets/warden.css" => return Ok(super::pages::stylesheet()),
         _ => {}
     }
@@ -104,6 +105,12 @@ pub async fn handle(
         "/warden/me" => {
             return Ok(match &ident {
                 Some(id) => routes::me(id),
+                None => unauthenticated(&req),
+            });
+        }
+        p if super::admin_users::owns(p) => {
+            return Ok(match ident {
+                Some(id) => super::admin_users::handle(&app, &snap, &id, req, ip).await,
                 None => unauthenticated(&req),
             });
         }

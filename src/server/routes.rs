@@ -249,7 +249,7 @@ fn serde_urlencoded_form(bytes: &[u8]) -> Option<LoginForm> {
 }
 
 pub fn logout(
-    app: &App,
+    app: &std::sync::Arc<App>,
     ident: Option<&Identity>,
     req: &Request<Incoming>,
     client_ip: IpAddr,
@@ -260,6 +260,9 @@ pub fn logout(
     {
         let left = app.sessions.revoke(claims);
         tracing::info!(target: "audit", event = "logout", user = %id.user.name, client_ip = %client_ip, sessions_left = left, "signed out");
+        if left == 0 {
+            super::free_memory::after_last_session(app, &id.user.name, client_ip);
+        }
     }
     let clear = session_cookie(
         identity::cookie_name(tls),

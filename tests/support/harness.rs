@@ -75,6 +75,8 @@ pub struct TestConfig {
     pub upstream: String,
     pub users: Vec<TestUser>,
     pub server_extra: String,
+    /// Appended to `[files]` verbatim (e.g. `users_writable = "…"`).
+    pub files_extra: String,
     pub extra: String,
     pub ip_rules: String,
 }
@@ -86,6 +88,7 @@ impl TestConfig {
             upstream: upstream.into(),
             users,
             server_extra: String::new(),
+            files_extra: String::new(),
             extra: String::new(),
             ip_rules: String::new(),
         }
@@ -93,8 +96,8 @@ impl TestConfig {
 
     pub fn warden_toml(&self) -> String {
         format!(
-            "[server]\nlisten = [\"{}\"]\nshutdown_grace = \"5s\"\n{}\n[upstream]\nurl = \"{}\"\nconnect_timeout = \"2s\"\nresponse_timeout = \"20s\"\n\n[files]\nusers = \"users.toml\"\nip_rules = \"ip-rules.toml\"\nstate_dir = \"state\"\n\n[log]\nlevel = \"info,comfy_warden=debug\"\n{}\n",
-            self.listen, self.server_extra, self.upstream, self.extra
+            "[server]\nlisten = [\"{}\"]\nshutdown_grace = \"5s\"\n{}\n[upstream]\nurl = \"{}\"\nconnect_timeout = \"2s\"\nresponse_timeout = \"20s\"\n\n[files]\nusers = \"users.toml\"\nip_rules = \"ip-rules.toml\"\nstate_dir = \"state\"\n{}\n[log]\nlevel = \"info,comfy_warden=debug\"\n{}\n",
+            self.listen, self.server_extra, self.upstream, self.files_extra, self.extra
         )
     }
 

@@ -1,0 +1,77 @@
+//! Users without a database: the writable users file (`files.users_writable`) that comfy-warden
+//! edits itself, beside the declarative `files.users` it never writes. `change` is the one way
+//! a user is added, edited or removed (used by the `comfy-warden user` commands in `cli`, the
+//! admin API and the first-administrator setup in `setup`); `edit` and `file` are its TOML and
+//! disk halves. The running daemon picks every change up by reloading.
+pub mod change;
+pub mod cli;
+pub mod edit;
+pub mod file;
+pub mod setup;
+
+use crate::auth::roles::{Permission, Roles};
+use crate::config::store::ConfigStore;
+use crate::config::{Files, User, UserMap, UserSource};
+use std::path::Path;
+use std::sync::Arc;
+
+/// True when an enabled user has the `admin` permission.
+pub fn has_admin(users: &UserMap) -> bool {
+    users
+        .values()
+        .any(|u| !u.disabled && u.can(Permission::Admin))
+}
+
+/// The role the first administrator gets: `admin` when it carries the `admin` permission (it
+/// does unless roles.toml redefines it), else the first role that does.
+pub fn admin_role(roles: &Roles) -> Option<String> {
+    let is_admin = |r: &str| roles.get(r).is_some_and(|p| p.has(Permission::Admin));
+    if is_admin("admin") {
+        return Some("admin".into());
+    }
+    roles.names().find(|r| is_admin(r)).map(str::to_owned)
+}
+
+/// The file that defines `user`.
+pub fn source_file<'a>(files: &'a Files, user: &User) -> &'a Path {
+    match (user.source, &files.users_writable) {
+        (UserSource::Writable, Some(p)) => p,
+        _ => &files.users,
+    }
+}
+
+/// The user's directories inside ComfyUI's folders (`input/u_alice`, ...).
+pub fn namespace_dirs(user: &User) -> Vec<String> {
+    ["input", "output", "temp"]
+        .iter()
+        .map(|k| format!("{k}/{}", user.namespace))
+        .collect()
+}
+
+/// Passwords accepted by the CLI, the setup page and the admin API: not empty, at most 1024
+/// bytes (longer ones are never checked at sign-in).
+pub fn check_password(password: &str) -> Result<(), &'static str> {
+    if password.is_empty() {
+        return Err("the password must not be empty");
+    }
+    if password.len() > 1024 {
+        return Err("the password must be at most 1024 bytes long");
+    }
+    Ok(())
+}
+
+/// Reloads the configuration at once (on the blocking pool) after the daemon changed the
+/// writable users file, so the change is live for the next request; the watcher would see it
+/// a moment later anyway. Returns the reload error, if any (the change is saved regardless).
+pub async fn reload_now(store: &Arc<ConfigStore>, setup: &setup::Setup) -> Result<(), String> {
+    let s = store.clone();
+    let result = tokio::task::spawn_blocking(move || s.reload().map(|_| ()))
+        .await
+        .map_err(|e| format!("reload task failed: {e}"))
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    setup.refresh(&store.get());
+    if let Err(e) = &result {
+        tracing::error!(target: "audit", event = "config_reload_failed", "configuration NOT reloaded after a user change, keeping the last good one: {e}");
+    }
+    result
+}
