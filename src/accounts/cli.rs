@@ -280,6 +280,7 @@ fn list(snap: &Snapshot) -> ExitCode {
         let origin = match u.source {
             UserSource::Declarative => "declarative",
             UserSource::Writable => "writable",
+            UserSource::External => "external",
         };
         println!(
             "{:<24} {:<24} {:<12} {origin} ({})",
@@ -299,6 +300,7 @@ fn show(snap: &Snapshot, name: &str) -> ExitCode {
     let origin = match u.source {
         UserSource::Declarative => "declarative, never written by comfy-warden",
         UserSource::Writable => "writable",
+        UserSource::External => "external",
     };
     println!("user           {}", u.name);
     println!(

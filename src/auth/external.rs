@@ -27,6 +27,7 @@ pub fn user_for(snap: &Snapshot, name: &str, default: Option<&DefaultRoles>) -> 
     }
     Some(Arc::new(User {
         name: Arc::from(name),
+        source: crate::config::UserSource::External,
         password_hash: None,
         roles: default.roles.clone(),
         permissions: default.permissions,

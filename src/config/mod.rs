@@ -99,6 +99,8 @@ pub enum UserSource {
     Declarative,
     /// `files.users_writable`: edited by the CLI, the setup page and the admin API.
     Writable,
+    /// Not in any file: vouched for by an identity provider or a trusted gateway.
+    External,
 }
 
 #[derive(Debug)]

@@ -98,6 +98,7 @@ fn user_json(snap: &Snapshot, u: &User, sessions: &HashMap<String, usize>) -> se
         "source": match u.source {
             UserSource::Declarative => "declarative",
             UserSource::Writable => "writable",
+        UserSource::External => "external",
         },
         "file": crate::accounts::source_file(&snap.files, u),
         "namespace": u.namespace,
