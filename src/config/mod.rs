@@ -4,13 +4,16 @@
 //! Relative paths are resolved against the configuration directory. Every decision of the
 //! daemon reads one `Arc<Snapshot>`; `watch` swaps it atomically when the files change.
 pub mod duration;
+mod endpoints;
 pub mod error;
 mod limits;
+pub mod paths;
 pub mod raw;
 pub mod store;
 pub mod watch;
 
 use crate::auth::roles::{PermSet, Permission, Roles};
+pub use endpoints::{DEFAULT_HSTS, Tls};
 pub use error::ConfigError;
 use ipnet::IpNet;
 use raw::LogFormat;
@@ -32,6 +35,14 @@ pub enum Listen {
 #[derive(Debug, Clone)]
 pub struct Server {
     pub listen: Vec<Listen>,
+    /// TLS on every `listen` address.
+    pub tls: Option<Tls>,
+    /// The plain listener that only redirects to https.
+    pub http_redirect: Option<Listen>,
+    /// The port written into https redirects.
+    pub https_port: u16,
+    /// The plain listener that serves only `/metrics`.
+    pub metrics_listen: Option<Listen>,
     pub trusted_proxies: Vec<IpNet>,
     pub header_read_timeout: Duration,
     pub shutdown_grace: Duration,
@@ -79,12 +90,16 @@ pub struct Files {
     pub roles: Option<PathBuf>,
     pub ip_rules: Option<PathBuf>,
     pub state_dir: PathBuf,
+    /// Files named by users' `password_hash_file` (watched like the others).
+    pub password_hash_files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Log {
     pub format: LogFormat,
     pub level: String,
+    /// The audit log (JSON lines), resolved against the state directory.
+    pub audit_file: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -161,6 +176,7 @@ impl Snapshot {
         let mut v = vec![self.dir.join(MAIN_FILE), self.files.users.clone()];
         v.extend(self.files.roles.clone());
         v.extend(self.files.ip_rules.clone());
+        v.extend(self.files.password_hash_files.iter().cloned());
         v
     }
 }
@@ -215,44 +231,7 @@ pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
     let main_path = dir.join(MAIN_FILE);
     let (w, wtext): (raw::WardenFile, String) = parse(&main_path)?;
 
-    let mut listen = Vec::new();
-    if w.server.listen.is_empty() {
-        return Err(ConfigError::at(
-            &main_path,
-            None,
-            Some("server.listen".into()),
-            "at least one address is needed",
-        ));
-    }
-    for l in &w.server.listen {
-        let v = l.get_ref().trim();
-        let parsed = if v == "systemd" {
-            Listen::Systemd
-        } else {
-            let addr: SocketAddr = v.parse().map_err(|_| {
-                ConfigError::at_offset(
-                    &main_path,
-                    &wtext,
-                    l.span().start,
-                    format!(
-                        "{v:?} is not an address like 0.0.0.0:8443 or [::]:8443, nor \"systemd\""
-                    ),
-                )
-            })?;
-            if !addr.ip().is_loopback() && !w.server.allow_plain_http {
-                return Err(ConfigError::at_offset(
-                    &main_path,
-                    &wtext,
-                    l.span().start,
-                    format!(
-                        "{addr} is not a loopback address: plain HTTP would expose passwords and sessions; put TLS in front and set server.allow_plain_http = true"
-                    ),
-                ));
-            }
-            Listen::Tcp(addr)
-        };
-        listen.push(parsed);
-    }
+    let endpoints = endpoints::endpoints(&dir, &main_path, &wtext, &w.server)?;
     let trusted_proxies = w
         .server
         .trusted_proxies
@@ -298,7 +277,15 @@ pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
     };
 
     let auth = Auth {
-        secret_file: w.auth.secret_file.as_deref().map(|p| resolve(&dir, p)),
+        secret_file: w
+            .auth
+            .secret_file
+            .as_ref()
+            .map(|p| {
+                paths::secret_path(p.get_ref(), &dir)
+                    .map_err(|m| ConfigError::at_offset(&main_path, &wtext, p.span().start, m))
+            })
+            .transpose()?,
         session_ttl: w.auth.session_ttl.0,
         max_token_ttl: w.auth.max_token_ttl.0,
         basic: w.auth.basic,
@@ -320,11 +307,12 @@ pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
             "must not be longer than auth.max_token_ttl",
         ));
     }
-    let files = Files {
+    let mut files = Files {
         users: resolve(&dir, &w.files.users),
         roles: w.files.roles.as_deref().map(|p| resolve(&dir, p)),
         ip_rules: w.files.ip_rules.as_deref().map(|p| resolve(&dir, p)),
         state_dir: resolve(&dir, &w.files.state_dir),
+        password_hash_files: Vec::new(),
     };
     if tracing_subscriber::EnvFilter::try_new(&w.log.level).is_err() {
         return Err(ConfigError::at(
@@ -373,11 +361,12 @@ pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
     };
 
     let lockout = limits::lockout(&main_path, &wtext, &w.lockout)?;
-    let server = limits::server(&main_path, &wtext, w.server, listen, trusted_proxies)?;
+    let server = limits::server(&main_path, &wtext, w.server, endpoints, trusted_proxies)?;
     let roles = load_roles(files.roles.as_deref())?;
-    let users = load_users(&files.users, &roles)?;
+    let users = load_users(&dir, &files.users, &roles, &mut files.password_hash_files)?;
     let ip_rules = load_ip_rules(files.ip_rules.as_deref())?;
 
+    let audit_file = w.log.audit_file.map(|p| resolve(&files.state_dir, &p));
     Ok(Snapshot {
         dir,
         server,
@@ -387,6 +376,7 @@ pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
         log: Log {
             format: w.log.format,
             level: w.log.level,
+            audit_file,
         },
         tenancy,
         lockout,
@@ -440,7 +430,12 @@ pub fn valid_name(n: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'@' | b'-'))
 }
 
-fn load_users(path: &Path, roles: &Roles) -> Result<HashMap<Arc<str>, Arc<User>>, ConfigError> {
+fn load_users(
+    dir: &Path,
+    path: &Path,
+    roles: &Roles,
+    hash_files: &mut Vec<PathBuf>,
+) -> Result<HashMap<Arc<str>, Arc<User>>, ConfigError> {
     let (f, text): (raw::UsersFile, String) = parse(path)?;
     let mut users = HashMap::with_capacity(f.users.len());
     let mut namespaces: HashMap<String, String> = HashMap::with_capacity(f.users.len());
@@ -488,12 +483,14 @@ fn load_users(path: &Path, roles: &Roles) -> Result<HashMap<Arc<str>, Arc<User>>
                 format!("namespace {namespace:?} is already used by user {other:?}"),
             ));
         }
+        let password_hash = password_hash(dir, u.password_hash, u.password_hash_file, hash_files)
+            .map_err(|(off, m)| at(off.unwrap_or(name.span().start), m))?;
         let name: Arc<str> = Arc::from(name.into_inner());
         users.insert(
             name.clone(),
             Arc::new(User {
                 name,
-                password_hash: u.password_hash.map(|h| h.0),
+                password_hash,
                 roles: u.roles.into_iter().map(|r| r.into_inner()).collect(),
                 permissions: perms,
                 disabled: u.disabled,
@@ -503,6 +500,35 @@ fn load_users(path: &Path, roles: &Roles) -> Result<HashMap<Arc<str>, Arc<User>>
         );
     }
     Ok(users)
+}
+
+/// The user's PHC string: written inline, or read from `password_hash_file` (one PHC string,
+/// checked like an inline one). Errors carry the offset of the key to blame.
+fn password_hash(
+    dir: &Path,
+    inline: Option<raw::PhcHash>,
+    file: Option<toml::Spanned<String>>,
+    hash_files: &mut Vec<PathBuf>,
+) -> Result<Option<String>, (Option<usize>, String)> {
+    let file = match (inline, file) {
+        (Some(_), Some(f)) => {
+            return Err((
+                Some(f.span().start),
+                "give password_hash or password_hash_file, not both".into(),
+            ));
+        }
+        (Some(h), None) => return Ok(Some(h.0)),
+        (None, None) => return Ok(None),
+        (None, Some(f)) => f,
+    };
+    let off = Some(file.span().start);
+    let p = paths::secret_path(file.get_ref(), dir).map_err(|m| (off, m))?;
+    let text = std::fs::read_to_string(&p)
+        .map_err(|e| (off, format!("cannot read {}: {e}", p.display())))?;
+    let phc = text.trim();
+    raw::check_phc(phc).map_err(|m| (off, format!("{}: {m}", p.display())))?;
+    hash_files.push(p);
+    Ok(Some(phc.to_owned()))
 }
 
 fn load_ip_rules(path: Option<&Path>) -> Result<IpRules, ConfigError> {

@@ -1,8 +1,10 @@
-//! The HTTP side facing clients: accept loop and connection limits (`listen`), the request
-//! pipeline (`dispatch`), comfy-warden's own endpoints (`routes`), administration (`admin`) and
-//! pages (`pages`).
+//! The HTTP side facing clients: listeners and accept loops (`listen`), one connection with TLS
+//! (`conn`), the request pipeline (`dispatch`), comfy-warden's own endpoints (`routes`),
+//! administration (`admin`), the https redirect listener (`redirect`) and pages (`pages`).
 pub mod admin;
+pub mod conn;
 pub mod dispatch;
 pub mod listen;
 pub mod pages;
+pub mod redirect;
 pub mod routes;
