@@ -248,8 +248,9 @@ impl Warden {
             .unwrap_or_else(|_| panic!("{addr:?} after {prefix:?} is not an address"))
     }
 
-    /// Waits (at most 30 s) for the daemon to exit by itself, e.g. after a signal.
-    pub fn wait_exit(mut self) -> std::process::ExitStatus {
+    /// Waits (at most 30 s) for the daemon to exit by itself, e.g. after a signal. The log
+    /// stays readable.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
