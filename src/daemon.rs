@@ -62,6 +62,16 @@ fn status_line(app: &App) -> String {
 }
 
 async fn serve(snap: Snapshot) -> ExitCode {
+    // Before anything can be served or READY=1 sent: an early SIGHUP (`systemctl reload` right
+    // after start) must reload, not kill the process with the default action.
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return ExitCode::FAILURE;
+    };
     let secret = match keys::load_or_create(snap.auth.secret_file.as_deref(), &snap.files.state_dir)
     {
         Ok(s) => s,
@@ -164,14 +174,6 @@ async fn serve(snap: Snapshot) -> ExitCode {
     systemd::ready(&status_line(&app));
     tracing::info!(upstream = %app.config.get().upstream.base, "comfy-warden is ready");
 
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return ExitCode::FAILURE;
-    };
     loop {
         tokio::select! {
             _ = term.recv() => break,

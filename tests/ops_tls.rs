@@ -85,6 +85,26 @@ async fn tls_handshake_hsts_secure_cookie_and_alpn() {
     let q = d.received_path("/api/embeddings").pop().unwrap();
     assert_eq!(q.header("x-forwarded-proto"), Some("https"));
 
+    // TLS 1.3 by default, TLS 1.2 for clients that offer nothing newer.
+    let s = tls::connect(w.addr, tls::client_config(&ca, &[b"http/1.1"]))
+        .await
+        .unwrap();
+    assert_eq!(tls::version(&s), Some(rustls::ProtocolVersion::TLSv1_3));
+    let s = tls::connect(
+        w.addr,
+        tls::client_config_versions(&ca, &[b"http/1.1"], &[&rustls::version::TLS12]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(tls::version(&s), Some(rustls::ProtocolVersion::TLSv1_2));
+    let mut c12 = H1::over(s).await;
+    assert_eq!(
+        c12.send(Method::GET, "/warden/health", &[], "")
+            .await
+            .status,
+        200
+    );
+
     // ALPN: h2 when offered first, and HTTP/2 works.
     let s = tls::connect(w.addr, tls::client_config(&ca, &[b"h2", b"http/1.1"]))
         .await

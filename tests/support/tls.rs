@@ -75,11 +75,20 @@ pub fn server_tls_toml(extra: &str) -> String {
 }
 
 pub fn client_config(ca: &TestCa, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+    client_config_versions(ca, alpn, rustls::DEFAULT_VERSIONS)
+}
+
+/// A client that offers only `versions`.
+pub fn client_config_versions(
+    ca: &TestCa,
+    alpn: &[&[u8]],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.der.clone()).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
@@ -102,6 +111,11 @@ pub async fn connect(
 /// The end-entity certificate the server presented.
 pub fn peer_cert(s: &TlsStream<TcpStream>) -> CertificateDer<'static> {
     s.get_ref().1.peer_certificates().unwrap()[0].clone()
+}
+
+/// The negotiated protocol version.
+pub fn version(s: &TlsStream<TcpStream>) -> Option<rustls::ProtocolVersion> {
+    s.get_ref().1.protocol_version()
 }
 
 /// The negotiated ALPN protocol.
