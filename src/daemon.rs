@@ -80,6 +80,19 @@ async fn serve(snap: Snapshot) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let previous = match snap
+        .auth
+        .previous_secret_files
+        .iter()
+        .map(|p| keys::read(p))
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!("auth.previous_secret_files: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let tls = match &snap.server.tls {
         Some(files) => match TlsStore::load(files) {
             Ok(t) => Some(Arc::new(t)),
@@ -107,10 +120,10 @@ async fn serve(snap: Snapshot) -> ExitCode {
     let store = Arc::new(ConfigStore::new(snap));
     let app = Arc::new(App {
         config: store.clone(),
-        keys: Keys::new(&secret),
+        keys: Keys::new(&secret, &previous),
         passwords,
         basic_cache: crate::auth::basic::BasicCache::new(&secret.bytes),
-        sessions: SessionTable::default(),
+        sessions: SessionTable::open(&store.get().files.state_dir),
         upstream,
         counters: Counters::default(),
         tenancy: crate::tenancy::Tenancy::new(&store.get().files.state_dir),

@@ -1,5 +1,7 @@
-//! Which user a request belongs to. Sources: `Authorization: Bearer <jwt>`, `Authorization:
-//! Basic` (when `auth.basic`), else the session cookie. A credential that is present but invalid
+//! Which user a request belongs to. Sources: `Authorization: Bearer <jwt>` (comfy-warden's own
+//! sessions and API tokens, else an identity provider's token when `[auth.external_jwt]` is
+//! set), `Authorization: Basic` (when `auth.basic`), a trusted gateway's header (only from its
+//! networks), else the session cookie. A credential that is present but invalid
 //! never falls back to another source. Basic passwords go through the lockout like a login
 //! (checked before hashing, failures counted per user and address); an invalid Bearer token or
 //! cookie is not a password guess and is not counted.
@@ -18,6 +20,10 @@ pub enum Source {
     Cookie,
     Bearer,
     Basic,
+    /// An identity provider's JWT.
+    External,
+    /// A trusted gateway's header.
+    Header,
 }
 
 impl Source {
@@ -26,6 +32,8 @@ impl Source {
             Source::Cookie => "cookie",
             Source::Bearer => "bearer",
             Source::Basic => "basic",
+            Source::External => "external_jwt",
+            Source::Header => "trusted_header",
         }
     }
 }
@@ -82,6 +90,19 @@ pub fn check_token(
 
 /// Still valid under the (possibly reloaded) snapshot? Used by long-lived connections.
 pub fn still_valid(id: &Identity, snap: &Snapshot, sessions: &SessionTable) -> bool {
+    let vouched = match id.source {
+        Source::External => snap.external_jwt.as_ref().map(|e| e.default.as_ref()),
+        Source::Header => snap.trusted_header.as_ref().map(|h| h.default.as_ref()),
+        _ => None,
+    };
+    if matches!(id.source, Source::External | Source::Header) {
+        // The source must still be configured and still vouch for this user with the same rights.
+        return vouched.is_some_and(|default| {
+            super::external::user_for(snap, &id.user.name, default).is_some_and(|u| {
+                u.permissions == id.user.permissions && u.token_version == id.user.token_version
+            })
+        });
+    }
     let Some(user) = snap.user(&id.user.name) else {
         return false;
     };
@@ -104,22 +125,38 @@ pub enum Refusal {
     Locked(u64),
 }
 
+/// The identity a Bearer token proves: comfy-warden's own token when its key id is one of
+/// ours, else an identity provider's token when one is configured.
+fn bearer_identity(app: &App, snap: &Snapshot, token: &str) -> Option<Identity> {
+    if app.keys.is_ours(token) {
+        return check_token(&app.keys, &app.sessions, snap, token).map(|(user, claims)| Identity {
+            user,
+            source: Source::Bearer,
+            claims: Some(claims),
+        });
+    }
+    let ext = snap.external_jwt.as_ref()?;
+    let (name, _exp) = super::external::verify(ext, token)?;
+    let user = super::external::user_for(snap, &name, ext.default.as_ref())?;
+    Some(Identity {
+        user,
+        source: Source::External,
+        claims: None,
+    })
+}
+
+/// `peer` is the socket peer (a trusted gateway's own address), `client_ip` the resolved client.
 pub async fn authenticate(
     app: &App,
     snap: &Snapshot,
     headers: &HeaderMap,
     tls: bool,
+    peer: IpAddr,
     client_ip: IpAddr,
 ) -> Result<Option<Identity>, Refusal> {
     if headers.contains_key(http::header::AUTHORIZATION) {
         if let Some(token) = bearer(headers) {
-            return Ok(
-                check_token(&app.keys, &app.sessions, snap, token).map(|(user, claims)| Identity {
-                    user,
-                    source: Source::Bearer,
-                    claims: Some(claims),
-                }),
-            );
+            return Ok(bearer_identity(app, snap, token));
         }
         if snap.auth.basic
             && let Some((name, password)) = basic::parse(headers)
@@ -127,6 +164,20 @@ pub async fn authenticate(
             return basic_identity(app, snap, &name, &password, client_ip).await;
         }
         return Ok(None);
+    }
+    if let Some(cfg) = &snap.trusted_header
+        && let Some(user) = super::external::from_header(
+            snap,
+            cfg,
+            headers,
+            crate::guard::client_ip::normalise(peer),
+        )
+    {
+        return Ok(user.map(|user| Identity {
+            user,
+            source: Source::Header,
+            claims: None,
+        }));
     }
     let Some(token) = session_cookie(headers, tls) else {
         return Ok(None);

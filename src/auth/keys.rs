@@ -55,7 +55,8 @@ pub fn load_or_create(file: Option<&Path>, state_dir: &Path) -> Result<Secret, K
     }
 }
 
-fn read(path: &Path) -> Result<Secret, KeyError> {
+/// Reads a secret file (at least 32 bytes; trailing whitespace ignored).
+pub fn read(path: &Path) -> Result<Secret, KeyError> {
     let mut bytes = std::fs::read(path).map_err(|source| KeyError::Read {
         path: path.into(),
         source,

@@ -1,6 +1,8 @@
 //! Authentication: passwords (argon2id), the signing key, sessions/tokens, and the decision of
 //! which user (if any) a request belongs to.
 pub mod basic;
+pub mod csrf;
+pub mod external;
 pub mod identity;
 pub mod keys;
 pub mod password;

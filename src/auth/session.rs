@@ -1,7 +1,8 @@
 //! Sessions and tokens: HS256 JWTs (algorithm pinned) with `iss`, `aud`, `exp`, `iat`, `sub`,
 //! `jti`, the user's `ver` (token_version) and a `kid` header naming the signing key. The same
-//! format serves the browser session cookie and `Authorization: Bearer`. Logout revokes a `jti`
-//! in the in-memory [`SessionTable`], which also answers "who is logged in".
+//! format serves the browser session cookie, API tokens and `Authorization: Bearer`. Logout
+//! and token deletion revoke a `jti` in the [`SessionTable`] (snapshotted to the state
+//! directory), which also answers "who is logged in". Previous keys verify only (rotation).
 use super::keys::Secret;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -37,7 +38,8 @@ pub struct Claims {
 pub struct Keys {
     kid: String,
     encoding: EncodingKey,
-    decoding: DecodingKey,
+    /// The current key and the verify-only previous ones, by key id.
+    decoding: Vec<(String, DecodingKey)>,
     validation: Validation,
 }
 
@@ -49,18 +51,35 @@ pub fn now_secs() -> u64 {
 }
 
 impl Keys {
-    pub fn new(secret: &Secret) -> Keys {
+    /// `current` signs; `previous` keys (rotation) are accepted for verification only.
+    pub fn new(current: &Secret, previous: &[Secret]) -> Keys {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iat", "sub", "iss", "aud"]);
         validation.leeway = 5;
+        let decoding = std::iter::once(current)
+            .chain(previous)
+            .map(|s| (s.kid.clone(), DecodingKey::from_secret(&s.bytes)))
+            .collect();
         Keys {
-            kid: secret.kid.clone(),
-            encoding: EncodingKey::from_secret(&secret.bytes),
-            decoding: DecodingKey::from_secret(&secret.bytes),
+            kid: current.kid.clone(),
+            encoding: EncodingKey::from_secret(&current.bytes),
+            decoding,
             validation,
         }
+    }
+
+    fn key_for(&self, token: &str) -> Option<&DecodingKey> {
+        let header = jsonwebtoken::decode_header(token).ok()?;
+        if header.alg != Algorithm::HS256 {
+            return None;
+        }
+        let kid = header.kid?;
+        self.decoding
+            .iter()
+            .find(|(k, _)| *k == kid)
+            .map(|(_, d)| d)
     }
 
     pub fn issue(
@@ -89,16 +108,18 @@ impl Keys {
         ))
     }
 
-    /// Checks signature, algorithm, issuer, audience and expiry. Any failure is `None`.
+    /// Does this token name (in its header) one of comfy-warden's keys?
+    pub fn is_ours(&self, token: &str) -> bool {
+        self.key_for(token).is_some()
+    }
+
+    /// Checks signature, algorithm, key id, issuer, audience and expiry. Any failure is `None`.
     pub fn verify(&self, token: &str) -> Option<Claims> {
         if token.len() > 4096 {
             return None;
         }
-        let header = jsonwebtoken::decode_header(token).ok()?;
-        if header.alg != Algorithm::HS256 || header.kid.as_deref() != Some(self.kid.as_str()) {
-            return None;
-        }
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+        let key = self.key_for(token)?;
+        jsonwebtoken::decode::<Claims>(token, key, &self.validation)
             .ok()
             .map(|d| d.claims)
     }
@@ -111,14 +132,56 @@ pub struct ActiveSession {
     pub expires: u64,
 }
 
-/// Sessions issued by this process (for "who is logged in") and revoked token ids.
+/// An API token as its owner sees it in the list (the token itself is shown once, at issue).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ApiToken {
+    pub jti: String,
+    pub user: String,
+    pub label: String,
+    pub created: u64,
+    pub expires: u64,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct Saved {
+    revoked: HashMap<String, u64>,
+    api_tokens: HashMap<String, ApiToken>,
+}
+
+pub const TOKENS_FILE: &str = "tokens.json";
+
+/// Sessions issued by this process (for "who is logged in"), the API tokens issued (for their
+/// owners' lists) and revoked token ids. Revocations and API tokens are snapshotted to
+/// `tokens.json` in the state directory (pruned when they expire), so a logout or a deleted
+/// token stays revoked across restarts.
 #[derive(Default)]
 pub struct SessionTable {
+    path: Option<std::path::PathBuf>,
     active: Mutex<HashMap<String, ActiveSession>>,
-    revoked: Mutex<HashMap<String, u64>>,
+    saved: Mutex<Saved>,
+    dirty: std::sync::atomic::AtomicBool,
 }
 
 impl SessionTable {
+    /// Restores revocations and API tokens from `state_dir`.
+    pub fn open(state_dir: &std::path::Path) -> SessionTable {
+        let path = state_dir.join(TOKENS_FILE);
+        let saved = crate::ops::snapshot::read(&path).unwrap_or_default();
+        SessionTable {
+            path: Some(path),
+            saved: Mutex::new(saved),
+            ..SessionTable::default()
+        }
+    }
+
+    fn saved(&self) -> std::sync::MutexGuard<'_, Saved> {
+        self.saved.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn touch(&self) {
+        self.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub fn started(&self, claims: &Claims) {
         let mut a = self.active.lock().unwrap_or_else(|p| p.into_inner());
         a.retain(|_, s| s.expires > now_secs());
@@ -132,31 +195,65 @@ impl SessionTable {
         );
     }
 
-    /// Revokes one token until its expiry; returns the number of the user's sessions left.
-    pub fn revoke(&self, claims: &Claims) -> usize {
-        self.revoked
+    /// Remembers an issued API token for its owner's list.
+    pub fn issued(&self, token: ApiToken) {
+        self.saved().api_tokens.insert(token.jti.clone(), token);
+        self.touch();
+    }
+
+    /// The live API tokens of `user`, newest first.
+    pub fn api_tokens(&self, user: &str) -> Vec<ApiToken> {
+        let now = now_secs();
+        let s = self.saved();
+        let mut v: Vec<ApiToken> = s
+            .api_tokens
+            .values()
+            .filter(|t| t.user == user && t.expires > now && !s.revoked.contains_key(&t.jti))
+            .cloned()
+            .collect();
+        v.sort_by_key(|t| std::cmp::Reverse(t.created));
+        v
+    }
+
+    pub fn api_token(&self, jti: &str) -> Option<ApiToken> {
+        self.saved().api_tokens.get(jti).cloned()
+    }
+
+    /// Revokes a token id until `expires`.
+    pub fn revoke_id(&self, jti: &str, expires: u64) {
+        self.saved().revoked.insert(jti.to_owned(), expires);
+        self.active
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(claims.jti.clone(), claims.exp);
-        let mut a = self.active.lock().unwrap_or_else(|p| p.into_inner());
-        a.remove(&claims.jti);
+            .remove(jti);
+        self.touch();
+    }
+
+    /// Revokes one token until its expiry; returns the number of the user's sessions left.
+    pub fn revoke(&self, claims: &Claims) -> usize {
+        self.revoke_id(&claims.jti, claims.exp);
+        let a = self.active.lock().unwrap_or_else(|p| p.into_inner());
         a.values()
             .filter(|s| s.user == claims.sub && s.expires > now_secs())
             .count()
     }
 
     pub fn is_revoked(&self, jti: &str) -> bool {
-        let r = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
-        r.contains_key(jti)
+        self.saved().revoked.contains_key(jti)
     }
 
-    /// Forgets revocations whose tokens have expired anyway.
+    /// Forgets revocations and tokens that have expired anyway.
     pub fn prune(&self) {
         let now = now_secs();
-        self.revoked
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, exp| *exp + 60 > now);
+        {
+            let mut s = self.saved();
+            let before = s.revoked.len() + s.api_tokens.len();
+            s.revoked.retain(|_, exp| *exp + 60 > now);
+            s.api_tokens.retain(|_, t| t.expires + 60 > now);
+            if s.revoked.len() + s.api_tokens.len() != before {
+                self.touch();
+            }
+        }
         self.active
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -168,6 +265,24 @@ impl SessionTable {
         let a = self.active.lock().unwrap_or_else(|p| p.into_inner());
         a.values().filter(|s| s.expires > now).cloned().collect()
     }
+
+    /// Writes `tokens.json` if anything changed since the last time.
+    pub fn save_if_dirty(&self) -> std::io::Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        if !self.dirty.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
+        let copy = {
+            let s = self.saved();
+            Saved {
+                revoked: s.revoked.clone(),
+                api_tokens: s.api_tokens.clone(),
+            }
+        };
+        crate::ops::snapshot::write(path, &copy).inspect_err(|_| self.touch())
+    }
 }
 
 #[cfg(test)]
@@ -175,7 +290,45 @@ mod tests {
     use super::*;
 
     fn keys(b: u8) -> Keys {
-        Keys::new(&Secret::from_bytes(vec![b; 32]))
+        Keys::new(&Secret::from_bytes(vec![b; 32]), &[])
+    }
+
+    #[test]
+    fn previous_keys_verify_but_do_not_sign() {
+        let old = Secret::from_bytes(vec![1; 32]);
+        let new = Secret::from_bytes(vec![2; 32]);
+        let (t_old, _) = Keys::new(&old, &[])
+            .issue("a", 1, Duration::from_secs(60), TokenKind::Api)
+            .unwrap();
+        let rotated = Keys::new(&new, std::slice::from_ref(&old));
+        assert!(
+            rotated.verify(&t_old).is_some(),
+            "old tokens stay valid while the old key is listed"
+        );
+        let (t_new, _) = rotated
+            .issue("a", 1, Duration::from_secs(60), TokenKind::Api)
+            .unwrap();
+        assert!(
+            Keys::new(&old, &[]).verify(&t_new).is_none(),
+            "new tokens are signed with the new key"
+        );
+        assert!(
+            Keys::new(&new, &[]).verify(&t_old).is_none(),
+            "dropping the old key revokes its tokens"
+        );
+    }
+
+    #[test]
+    fn revocations_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = keys(1);
+        let (_, c) = k
+            .issue("a", 1, Duration::from_secs(600), TokenKind::Session)
+            .unwrap();
+        let t = SessionTable::open(dir.path());
+        t.revoke(&c);
+        t.save_if_dirty().unwrap();
+        assert!(SessionTable::open(dir.path()).is_revoked(&c.jti));
     }
 
     #[test]

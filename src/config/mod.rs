@@ -6,6 +6,7 @@
 pub mod duration;
 mod endpoints;
 pub mod error;
+pub mod identity;
 mod limits;
 pub mod paths;
 pub mod raw;
@@ -78,6 +79,7 @@ pub struct Upstream {
 #[derive(Debug, Clone)]
 pub struct Auth {
     pub secret_file: Option<PathBuf>,
+    pub previous_secret_files: Vec<PathBuf>,
     pub session_ttl: Duration,
     pub max_token_ttl: Duration,
     pub basic: bool,
@@ -164,11 +166,20 @@ pub struct Snapshot {
     pub users: HashMap<Arc<str>, Arc<User>>,
     pub roles: Roles,
     pub ip_rules: IpRules,
+    pub trusted_header: Option<identity::TrustedHeader>,
+    pub external_jwt: Option<identity::ExternalJwt>,
+    /// The namespaces of configured users (identities from outside may not take them).
+    pub namespaces: std::collections::HashSet<String>,
 }
 
 impl Snapshot {
     pub fn user(&self, name: &str) -> Option<&Arc<User>> {
         self.users.get(name)
+    }
+
+    /// Is this namespace directory already a configured user's?
+    pub fn namespace_taken(&self, ns: &str) -> bool {
+        self.namespaces.contains(ns)
     }
 
     /// Every file the snapshot was built from (the watcher reloads when one changes).
@@ -177,6 +188,7 @@ impl Snapshot {
         v.extend(self.files.roles.clone());
         v.extend(self.files.ip_rules.clone());
         v.extend(self.files.password_hash_files.iter().cloned());
+        v.extend(self.external_jwt.as_ref().map(|e| e.jwks_file.clone()));
         v
     }
 }
@@ -286,6 +298,21 @@ pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
                     .map_err(|m| ConfigError::at_offset(&main_path, &wtext, p.span().start, m))
             })
             .transpose()?,
+        previous_secret_files: w
+            .auth
+            .previous_secret_files
+            .iter()
+            .map(|p| {
+                paths::secret_path(&p.to_string_lossy(), &dir).map_err(|m| {
+                    ConfigError::at(
+                        &main_path,
+                        None,
+                        Some("auth.previous_secret_files".into()),
+                        m,
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?,
         session_ttl: w.auth.session_ttl.0,
         max_token_ttl: w.auth.max_token_ttl.0,
         basic: w.auth.basic,
@@ -365,6 +392,8 @@ pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
     let roles = load_roles(files.roles.as_deref())?;
     let users = load_users(&dir, &files.users, &roles, &mut files.password_hash_files)?;
     let ip_rules = load_ip_rules(files.ip_rules.as_deref())?;
+    let sources = identity::build(&w.auth, &dir, &main_path, &wtext, &roles)?;
+    let namespaces = users.values().map(|u| u.namespace.clone()).collect();
 
     let audit_file = w.log.audit_file.map(|p| resolve(&files.state_dir, &p));
     Ok(Snapshot {
@@ -383,6 +412,9 @@ pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
         users,
         roles,
         ip_rules,
+        trusted_header: sources.trusted_header,
+        external_jwt: sources.external_jwt,
+        namespaces,
     })
 }
 

@@ -171,6 +171,13 @@ pub struct RawAuth {
     pub basic: bool,
     /// How many password verifications may run at once (default: 2 × CPU cores).
     pub hash_concurrency: Option<usize>,
+    /// Earlier signing keys, accepted for verification only (key rotation).
+    #[serde(default)]
+    pub previous_secret_files: Vec<PathBuf>,
+    /// Identity set by a gateway in front, believed only from the given networks.
+    pub trusted_header: Option<Spanned<RawTrustedHeader>>,
+    /// Tokens from an external identity provider, verified against a JWKS file.
+    pub external_jwt: Option<Spanned<RawExternalJwt>>,
 }
 
 impl Default for RawAuth {
@@ -181,8 +188,45 @@ impl Default for RawAuth {
             max_token_ttl: default_max_token_ttl(),
             basic: true,
             hash_concurrency: None,
+            previous_secret_files: Vec::new(),
+            trusted_header: None,
+            external_jwt: None,
         }
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrustedHeader {
+    pub name: String,
+    pub from: Vec<Spanned<String>>,
+    /// Roles for names that users.toml does not know (empty: only known users are accepted).
+    #[serde(default)]
+    pub default_roles: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExternalJwt {
+    pub jwks_file: PathBuf,
+    pub issuer: String,
+    pub audience: String,
+    #[serde(default = "default_user_claim")]
+    pub user_claim: String,
+    #[serde(default)]
+    pub default_roles: Vec<Spanned<String>>,
+    #[serde(default = "default_jwt_algorithms")]
+    pub algorithms: Vec<Spanned<String>>,
+}
+
+fn default_user_claim() -> String {
+    "sub".into()
+}
+fn default_jwt_algorithms() -> Vec<Spanned<String>> {
+    ["RS256", "ES256", "EdDSA"]
+        .iter()
+        .map(|a| Spanned::new(0..0, a.to_string()))
+        .collect()
 }
 
 fn default_session_ttl() -> Dur {

@@ -1,6 +1,6 @@
 //! The guard's housekeeping, every [`INTERVAL`] and once more at shutdown: apply unban requests
 //! left by `comfy-warden unban`, forget expired bans and failures, and write `lockout.json`
-//! (and the tenancy ledger) when they changed.
+//! (and the tenancy ledger, and revoked/issued tokens) when they changed.
 use crate::app::App;
 use crate::config::Snapshot;
 use std::sync::Arc;
@@ -37,6 +37,10 @@ pub fn run_once(app: &App) {
     }
     if let Err(e) = app.tenancy.ledger.save_if_dirty() {
         tracing::error!(error = %e, "cannot write the ledger snapshot");
+    }
+    app.sessions.prune();
+    if let Err(e) = app.sessions.save_if_dirty() {
+        tracing::error!(error = %e, "cannot write the token snapshot");
     }
 }
 

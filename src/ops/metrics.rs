@@ -69,6 +69,9 @@ const EVENTS: &[&str] = &[
     "config_reload_failed",
     "tls_reloaded",
     "tls_reload_failed",
+    "csrf_refused",
+    "token_issued",
+    "token_revoked",
 ];
 
 impl Metrics {

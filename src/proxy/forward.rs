@@ -49,6 +49,7 @@ pub fn upstream_parts(
             client_ip,
             tls,
             host: host.as_ref(),
+            identity_header: snap.trusted_header.as_ref().map(|t| &t.name),
         },
     );
     if let Ok(h) = HeaderValue::from_str(snap.upstream.authority.as_str()) {

@@ -53,6 +53,8 @@ pub struct Forwarding<'a> {
     pub client_ip: IpAddr,
     pub tls: bool,
     pub host: Option<&'a HeaderValue>,
+    /// The trusted-identity header (`[auth.trusted_header]`): never forwarded, whoever sent it.
+    pub identity_header: Option<&'a http::HeaderName>,
 }
 
 /// Removes comfy-warden's own cookies from the `Cookie` header(s), keeping the others.
@@ -92,6 +94,9 @@ pub fn to_upstream(headers: &mut HeaderMap, fwd: &Forwarding<'_>) {
         while headers.remove(n).is_some() {}
     }
     strip_warden_cookies(headers);
+    if let Some(h) = fwd.identity_header {
+        while headers.remove(h).is_some() {}
+    }
     if let Ok(v) = HeaderValue::from_str(&fwd.client_ip.to_string()) {
         headers.insert("x-forwarded-for", v);
     }
@@ -135,6 +140,7 @@ mod tests {
                 client_ip: "192.0.2.1".parse().unwrap(),
                 tls: true,
                 host: Some(&host),
+                identity_header: None,
             },
         );
         assert!(h.get("comfy-user").is_none());

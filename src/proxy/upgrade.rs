@@ -105,6 +105,7 @@ pub async fn relay(
                 client_ip,
                 tls,
                 host: host.as_ref(),
+                identity_header: snap.trusted_header.as_ref().map(|t| &t.name),
             },
         );
         for name in [

@@ -67,6 +67,9 @@ async fn route_request(
         "/login" => {
             return Ok(match method {
                 ref m if routes::is_get(m) => routes::login_page(&req),
+                Method::POST if cross_site(&conn, &snap, &req) => {
+                    refuse_cross_site(None, ip, &path)
+                }
                 Method::POST => routes::login(&app, &snap, req, ip, conn.tls).await,
                 _ => routes::method_not_allowed("GET, HEAD, POST"),
             });
@@ -76,7 +79,16 @@ async fn route_request(
         _ => {}
     }
 
-    let ident = match identity::authenticate(&app, &snap, req.headers(), conn.tls, ip).await {
+    let ident = match identity::authenticate(
+        &app,
+        &snap,
+        req.headers(),
+        conn.tls,
+        conn.peer.ip(),
+        ip,
+    )
+    .await
+    {
         Ok(i) => i,
         Err(identity::Refusal::Locked(wait)) => {
             let mut r = body::error_json(
@@ -97,6 +109,13 @@ async fn route_request(
             return Ok(r);
         }
     };
+
+    if let Some(id) = &ident
+        && id.source == identity::Source::Cookie
+        && cross_site(&conn, &snap, &req)
+    {
+        return Ok(refuse_cross_site(Some(&id.user.name), ip, &path));
+    }
 
     match path.as_str() {
         "/logout" => {
@@ -125,6 +144,8 @@ async fn route_request(
                 None => unauthenticated(&req),
             });
         }
+        "/warden/token" | "/warden/tokens" => {}
+        p if p.starts_with("/warden/tokens/") => {}
         p if p.starts_with("/warden/") => {
             return Ok(body::error_json(
                 StatusCode::NOT_FOUND,
@@ -137,6 +158,20 @@ async fn route_request(
     let Some(ident) = ident else {
         return Ok(unauthenticated(&req));
     };
+    let req = if path.starts_with("/warden/token") {
+        match super::tokens::route(&app, &snap, &ident, req, ip).await {
+            Ok(resp) => return Ok(resp),
+            Err(req) => req,
+        }
+    } else {
+        req
+    };
+    if path.starts_with("/warden/") {
+        return Ok(body::error_json(
+            StatusCode::NOT_FOUND,
+            "no such comfy-warden endpoint",
+        ));
+    }
 
     if upgrade::is_websocket_upgrade(&req) {
         if path == "/ws" || path == "/api/ws" {
@@ -148,6 +183,38 @@ async fn route_request(
         ));
     }
     Ok(crate::tenancy::handle::handle(&app, &snap, &ident, req, ip, conn.tls).await)
+}
+
+/// Is this a cross-site request a browser made on someone else's behalf (see `auth::csrf`)?
+fn cross_site(conn: &Conn, snap: &crate::config::Snapshot, req: &Request<Incoming>) -> bool {
+    let headers = req.headers();
+    let mut hosts: Vec<&str> = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .into_iter()
+        .collect();
+    if client_ip::in_nets(conn.peer.ip(), &snap.server.trusted_proxies) {
+        hosts.extend(
+            headers
+                .get("x-forwarded-host")
+                .and_then(|v| v.to_str().ok()),
+        );
+    }
+    crate::auth::csrf::is_cross_site(
+        req.method(),
+        upgrade::is_websocket_upgrade(req),
+        headers,
+        &hosts,
+        conn.tls,
+    )
+}
+
+fn refuse_cross_site(user: Option<&str>, ip: std::net::IpAddr, path: &str) -> Response<Body> {
+    tracing::warn!(target: "audit", event = "csrf_refused", user = user.unwrap_or("-"), client_ip = %ip, route = %path, reason = "cross-site request", "cross-site request refused");
+    body::error_json(
+        StatusCode::FORBIDDEN,
+        "This request came from another site and was refused. Reload ComfyUI and try again.",
+    )
 }
 
 /// Browser navigations go to the login page (coming back here afterwards); anything else gets

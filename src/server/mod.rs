@@ -8,3 +8,4 @@ pub mod listen;
 pub mod pages;
 pub mod redirect;
 pub mod routes;
+pub mod tokens;

@@ -5,6 +5,8 @@ use http::{HeaderValue, Response, StatusCode, header};
 
 const LOGIN: &str = include_str!("pages/login.html");
 const MESSAGE: &str = include_str!("pages/message.html");
+const TOKEN: &str = include_str!("pages/token.html");
+const TOKEN_ISSUED: &str = include_str!("pages/token-issued.html");
 pub const CSS: &str = include_str!("pages/warden.css");
 
 /// The Content-Security-Policy of every comfy-warden page: no scripts, our stylesheet only.
@@ -33,6 +35,23 @@ pub fn login_page(next: &str, username: &str, error: Option<&str>) -> String {
         .replace("{{error}}", &error)
         .replace("{{next}}", &escape(next))
         .replace("{{username}}", &escape(username))
+}
+
+pub fn token_page(user: &str, max: &str, error: Option<&str>) -> String {
+    let message = error
+        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)))
+        .unwrap_or_default();
+    TOKEN
+        .replace("{{message}}", &message)
+        .replace("{{user}}", &escape(user))
+        .replace("{{max}}", &escape(max))
+}
+
+pub fn token_issued_page(label: &str, token: &str, expires: &str) -> String {
+    TOKEN_ISSUED
+        .replace("{{label}}", &escape(label))
+        .replace("{{token}}", &escape(token))
+        .replace("{{expires}}", &escape(expires))
 }
 
 pub fn message_page(title: &str, message: &str) -> String {

@@ -305,3 +305,74 @@ mod tests {
         assert_eq!(path_from_upstream(ns, Kind::Input, "x.png"), None);
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Strings biased towards the characters that matter for traversal.
+    fn nasty() -> impl Strategy<Value = String> {
+        proptest::collection::vec(
+            prop_oneof![
+                Just("..".to_string()),
+                Just("/".to_string()),
+                Just(".".to_string()),
+                Just("%2e".to_string()),
+                Just("%2F".to_string()),
+                Just("%252e".to_string()),
+                Just("\\".to_string()),
+                Just(":".to_string()),
+                Just("~".to_string()),
+                Just("\0".to_string()),
+                Just(" [temp]".to_string()),
+                Just("u_bob".to_string()),
+                Just("3d".to_string()),
+                Just("blake3:".to_string()),
+                "[a-zA-Z0-9_ -]{1,6}",
+                "\\PC{1,3}",
+            ],
+            0..10,
+        )
+        .prop_map(|v| v.concat())
+    }
+
+    fn confined(up: &str, ns: &str) -> bool {
+        let segs: Vec<&str> = up.split('/').collect();
+        !up.starts_with('/')
+            && !segs.iter().any(|s| *s == ".." || s.is_empty() || *s == ".")
+            && (segs.first() == Some(&ns)
+                || (segs.first() == Some(&"3d") && segs.get(1) == Some(&ns)))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 2048,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(0x5eed_0001),
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn cleaned_paths_stay_inside_the_namespace(p in nasty(), kind in 0u8..3) {
+            let kind = [Kind::Input, Kind::Output, Kind::Temp][kind as usize];
+            for cleaned in [clean(&p), clean_decoded(&p)].into_iter().flatten() {
+                prop_assert!(!cleaned.contains('\\') && !cleaned.contains('\0') && !cleaned.contains(':'));
+                let up = to_upstream("u_alice", kind, &cleaned);
+                prop_assert!(confined(&up, "u_alice"), "{p:?} → {up:?}");
+                prop_assert_eq!(from_upstream("u_alice", kind, &up), Some(cleaned.clone()));
+                if !cleaned.is_empty() {
+                    let file = path_to_upstream("u_alice", kind, &cleaned);
+                    prop_assert!(confined(&file, "u_alice"), "{p:?} → {file:?}");
+                }
+            }
+        }
+
+        #[test]
+        fn names_never_contain_separators(p in nasty()) {
+            if let Ok(n) = clean_name(&p) {
+                prop_assert!(!n.is_empty() && !n.contains('/') && n != "." && n != "..");
+            }
+        }
+    }
+}

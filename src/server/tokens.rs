@@ -1,0 +1,220 @@
+//! API tokens for scripts: `GET /warden/token` (page), `POST /warden/token` (form or JSON
+//! `{label, ttl}`), `GET /warden/tokens` (the caller's live tokens), `DELETE /warden/tokens/{jti}`
+//! (revoke one). A token is a comfy-warden JWT of type `api` with the caller's `token_version`:
+//! bumping it in users.toml revokes every token of the user. Only users with the `api_tokens`
+//! permission get one, with a lifetime bounded by `auth.max_token_ttl`, and only from a session
+//! or a password check (HTTP Basic), never from another API token.
+use super::pages;
+use super::routes::read_small_body;
+use crate::app::App;
+use crate::auth::identity::{Identity, Source};
+use crate::auth::roles::Permission;
+use crate::auth::session::{ApiToken, TokenKind};
+use crate::body::{self, Body};
+use crate::config::Snapshot;
+use http::{Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+use std::net::IpAddr;
+use std::time::Duration;
+
+pub const DEFAULT_TTL: Duration = Duration::from_secs(30 * 86400);
+
+fn max_text(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+fn may_issue(id: &Identity) -> Result<(), &'static str> {
+    if !id.user.can(Permission::ApiTokens) {
+        return Err(
+            "Your role does not allow API tokens (it needs the \"api_tokens\" permission).",
+        );
+    }
+    if id.claims.as_ref().is_some_and(|c| c.typ == TokenKind::Api) {
+        return Err(
+            "An API token cannot create tokens: sign in, or use your password (HTTP Basic).",
+        );
+    }
+    if matches!(id.source, Source::External | Source::Header) {
+        return Err("Tokens are issued to users who sign in to comfy-warden.");
+    }
+    Ok(())
+}
+
+pub fn page(snap: &Snapshot, id: &Identity) -> Response<Body> {
+    let error = may_issue(id).err();
+    pages::page(
+        StatusCode::OK,
+        pages::token_page(&id.user.name, &max_text(snap.auth.max_token_ttl), error),
+    )
+}
+
+/// Label and lifetime from a form or JSON body.
+fn parse_request(content_type: &str, bytes: &[u8]) -> Option<(String, Option<String>)> {
+    if content_type.starts_with("application/json") {
+        let v: Value = serde_json::from_slice(bytes).ok()?;
+        Some((
+            v.get("label")?.as_str()?.to_owned(),
+            v.get("ttl").and_then(Value::as_str).map(str::to_owned),
+        ))
+    } else {
+        let mut label = None;
+        let mut ttl = None;
+        for (k, v) in form_urlencoded::parse(bytes) {
+            match &*k {
+                "label" if label.is_none() => label = Some(v.into_owned()),
+                "ttl" if ttl.is_none() => ttl = Some(v.into_owned()),
+                _ => {}
+            }
+        }
+        Some((label?, ttl.filter(|t| !t.trim().is_empty())))
+    }
+}
+
+pub async fn issue(
+    app: &App,
+    snap: &Snapshot,
+    id: &Identity,
+    req: Request<Incoming>,
+    client_ip: IpAddr,
+) -> Response<Body> {
+    let ct = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let json_answer = ct.starts_with("application/json");
+    let fail = |status: StatusCode, m: &str| {
+        if json_answer {
+            body::error_json(status, m)
+        } else {
+            pages::page(
+                status,
+                pages::token_page(&id.user.name, &max_text(snap.auth.max_token_ttl), Some(m)),
+            )
+        }
+    };
+    if let Err(m) = may_issue(id) {
+        return fail(StatusCode::FORBIDDEN, m);
+    }
+    let (_, bytes) = match read_small_body(req, snap.server.max_own_body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let Some((label, ttl)) = parse_request(&ct, &bytes) else {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            "Give the token a label (what it is for).",
+        );
+    };
+    let label = label.trim().to_owned();
+    if label.is_empty() || label.chars().count() > 64 || label.chars().any(char::is_control) {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            "The label must be 1 to 64 printable characters.",
+        );
+    }
+    let ttl = match ttl.as_deref().map(crate::config::duration::parse) {
+        None => DEFAULT_TTL.min(snap.auth.max_token_ttl),
+        Some(Ok(d)) if d > snap.auth.max_token_ttl => {
+            return fail(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "A token may live at most {}.",
+                    max_text(snap.auth.max_token_ttl)
+                ),
+            );
+        }
+        Some(Ok(d)) if d.as_secs() >= 60 => d,
+        Some(Ok(_)) => {
+            return fail(
+                StatusCode::BAD_REQUEST,
+                "A token must live at least a minute.",
+            );
+        }
+        Some(Err(m)) => return fail(StatusCode::BAD_REQUEST, &m),
+    };
+    let (token, claims) =
+        match app
+            .keys
+            .issue(&id.user.name, id.user.token_version, ttl, TokenKind::Api)
+        {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot sign an API token");
+                return fail(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "The token could not be created.",
+                );
+            }
+        };
+    app.sessions.issued(ApiToken {
+        jti: claims.jti.clone(),
+        user: claims.sub.clone(),
+        label: label.clone(),
+        created: claims.iat,
+        expires: claims.exp,
+    });
+    tracing::info!(target: "audit", event = "token_issued", user = %id.user.name, client_ip = %client_ip, jti = %claims.jti, label = %label, "API token issued");
+    if json_answer {
+        body::json(
+            StatusCode::OK,
+            &json!({"token": token, "jti": claims.jti, "label": label, "expires_at": claims.exp}),
+        )
+    } else {
+        let expires = humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + Duration::from_secs(claims.exp),
+        )
+        .to_string();
+        pages::page(
+            StatusCode::OK,
+            pages::token_issued_page(&label, &token, &expires),
+        )
+    }
+}
+
+pub fn list(app: &App, id: &Identity) -> Response<Body> {
+    let tokens: Vec<Value> = app
+        .sessions
+        .api_tokens(&id.user.name)
+        .into_iter()
+        .map(|t| json!({"jti": t.jti, "label": t.label, "created": t.created, "expires_at": t.expires}))
+        .collect();
+    body::json(StatusCode::OK, &json!({ "tokens": tokens }))
+}
+
+/// Revokes one token of the caller (admins: of anyone). Unknown or foreign ids are 404.
+pub fn delete(app: &App, id: &Identity, jti: &str, client_ip: IpAddr) -> Response<Body> {
+    match app.sessions.api_token(jti) {
+        Some(t) if t.user == *id.user.name || id.user.can(Permission::Admin) => {
+            app.sessions.revoke_id(&t.jti, t.expires);
+            tracing::info!(target: "audit", event = "token_revoked", user = %id.user.name, client_ip = %client_ip, jti = %t.jti, owner = %t.user, "API token revoked");
+            let mut r = Response::new(body::empty());
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            r
+        }
+        _ => body::error_json(StatusCode::NOT_FOUND, "no such token"),
+    }
+}
+
+/// Routes `/warden/token` and `/warden/tokens[/{jti}]`; `None` when the path is not one of them.
+pub async fn route(
+    app: &App,
+    snap: &Snapshot,
+    id: &Identity,
+    req: Request<Incoming>,
+    client_ip: IpAddr,
+) -> Result<Response<Body>, Request<Incoming>> {
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    match (method, path.as_str()) {
+        (ref m, "/warden/token") if super::routes::is_get(m) => Ok(page(snap, id)),
+        (Method::POST, "/warden/token") => Ok(issue(app, snap, id, req, client_ip).await),
+        (ref m, "/warden/tokens") if super::routes::is_get(m) => Ok(list(app, id)),
+        (Method::DELETE, p) if p.starts_with("/warden/tokens/") => {
+            Ok(delete(app, id, &p["/warden/tokens/".len()..], client_ip))
+        }
+        _ => Err(req),
+    }
+}
