@@ -1,12 +1,16 @@
-//! Process life cycle: logging set-up, the tokio runtime, start-up order (config → secret →
-//! listeners → watcher → READY), signals (SIGHUP reloads, SIGTERM/SIGINT drain and stop), and
-//! the offline commands `check`, `hash-password`, `bans` and `unban`.
+//! Process life cycle: systemd's environment (taken before any thread exists), logging and the
+//! audit trail, the tokio runtime, start-up order (config → secret → TLS → listeners →
+//! watchers → READY), signals (SIGHUP reloads configuration and certificate, SIGTERM/SIGINT
+//! drain and stop), the watchdog, and the offline commands `check`, `hash-password`, `bans` and
+//! `unban`.
 use crate::app::{App, Counters, HASH_QUEUE_WAIT};
 use crate::auth::{keys, password::Passwords, session::Keys, session::SessionTable};
-use crate::config::{self, Listen, Snapshot, raw::LogFormat, store::ConfigStore};
-use crate::ops::systemd;
+use crate::config::{self, Listen, Snapshot, store::ConfigStore};
+use crate::ops::tls::TlsStore;
+use crate::ops::watchdog::Heartbeats;
+use crate::ops::{metrics, systemd};
 use crate::proxy::upstream::UpstreamClient;
-use crate::server::listen;
+use crate::server::listen::{self, Serving};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -14,21 +18,10 @@ use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
-fn init_logging(log: &config::Log) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&log.level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match log.format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.with_ansi(false).try_init(),
-    };
-}
-
-/// `comfy-warden serve`.
+/// `comfy-warden serve`. Synchronous up to the runtime: systemd's variables are captured
+/// (and removed from the environment) while this is the only thread.
 pub fn run(dir: &Path) -> ExitCode {
+    systemd::capture_environment();
     let snap = match config::load(dir) {
         Ok(s) => s,
         Err(e) => {
@@ -36,7 +29,10 @@ pub fn run(dir: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(&snap.log);
+    if let Err(e) = crate::ops::logging::init(&snap.log) {
+        eprintln!("comfy-warden: {e}");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -71,6 +67,16 @@ fn status_line(app: &App) -> String {
 }
 
 async fn serve(snap: Snapshot) -> ExitCode {
+    // Before anything can be served or READY=1 sent: an early SIGHUP (`systemctl reload` right
+    // after start) must reload, not kill the process with the default action.
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return ExitCode::FAILURE;
+    };
     let secret = match keys::load_or_create(snap.auth.secret_file.as_deref(), &snap.files.state_dir)
     {
         Ok(s) => s,
@@ -91,6 +97,16 @@ async fn serve(snap: Snapshot) -> ExitCode {
             tracing::error!("auth.previous_secret_files: {e}");
             return ExitCode::FAILURE;
         }
+    };
+    let tls = match &snap.server.tls {
+        Some(files) => match TlsStore::load(files) {
+            Ok(t) => Some(Arc::new(t)),
+            Err(e) => {
+                tracing::error!("TLS: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
     };
     let listeners = match listen::bind(&snap).await {
         Ok(l) => l,
@@ -122,7 +138,10 @@ async fn serve(snap: Snapshot) -> ExitCode {
         shutdown: shutdown_rx,
     });
     app.setup.start(
-        listeners.first().and_then(|l| l.local_addr().ok()),
+        listeners
+            .iter()
+            .find(|b| b.role == listen::Role::Main)
+            .and_then(|b| b.listener.local_addr().ok()),
         &store.get(),
     );
     crate::guard::tick::lift_unban_list(&app, &store.get());
@@ -132,30 +151,55 @@ async fn serve(snap: Snapshot) -> ExitCode {
         tracing::warn!(error = %e, "cannot write the pid file; `comfy-warden unban` will edit the snapshot directly");
     }
 
+    metrics::global().config_loaded();
+
+    let watchdog = systemd::watchdog_interval();
+    let beats = Arc::new(Heartbeats::new(watchdog));
     let app_for_watch = app.clone();
-    let _watch_guard = match config::watch::spawn(store.clone(), move |result| {
-        after_reload(&app_for_watch, result)
-    }) {
+    let _watch_guard = match config::watch::spawn(
+        store.clone(),
+        beats.register("configuration watcher"),
+        beats.period(),
+        systemd::reloading,
+        move |result| after_reload(&app_for_watch, result),
+    ) {
         Ok(g) => Some(g),
         Err(e) => {
             tracing::error!(error = %e, "cannot watch the configuration files; reload with SIGHUP");
             None
         }
     };
-    let server = tokio::spawn(listen::serve(app.clone(), listeners));
+    let _tls_guard = match &tls {
+        Some(t) => {
+            let t2 = t.clone();
+            match config::watch::watch_files(
+                t.files(),
+                beats.register("certificate watcher"),
+                beats.period(),
+                move || t2.reload_logged(),
+            ) {
+                Ok(g) => Some(g),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot watch the TLS files; reload with SIGHUP");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    let serving = Arc::new(Serving {
+        tls: tls.clone(),
+        beats: beats.clone(),
+    });
+    let server = tokio::spawn(listen::serve(app.clone(), listeners, serving));
     spawn_housekeeping(app.clone());
     crate::guard::tick::spawn(app.clone());
+    if let Some(interval) = watchdog {
+        crate::ops::watchdog::spawn(beats.clone(), interval, app.shutdown.clone());
+    }
     systemd::ready(&status_line(&app));
     tracing::info!(upstream = %app.config.get().upstream.base, "comfy-warden is ready");
 
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return ExitCode::FAILURE;
-    };
     loop {
         tokio::select! {
             _ = term.recv() => break,
@@ -164,9 +208,15 @@ async fn serve(snap: Snapshot) -> ExitCode {
                 tracing::info!("SIGHUP: reloading the configuration");
                 systemd::reloading();
                 let s = store.clone();
-                let result = tokio::task::spawn_blocking(move || s.reload().map(|_| ()).map_err(|e| e.to_string()))
-                    .await
-                    .unwrap_or_else(|e| Err(e.to_string()));
+                let t = tls.clone();
+                let result = tokio::task::spawn_blocking(move || {
+                    if let Some(t) = t {
+                        t.reload_logged();
+                    }
+                    s.reload().map(|_| ()).map_err(|e| e.to_string())
+                })
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
                 after_reload(&app, &result);
             }
         }
@@ -185,6 +235,7 @@ fn after_reload(app: &App, result: &Result<(), String>) {
     app.setup.refresh(&app.config.get());
     match result {
         Ok(()) => {
+            metrics::global().config_loaded();
             let snap = app.config.get();
             tracing::info!(target: "audit", event = "config_reloaded", users = snap.users.len(), "configuration reloaded");
             crate::guard::tick::lift_unban_list(app, &snap);
@@ -197,20 +248,19 @@ fn after_reload(app: &App, result: &Result<(), String>) {
 }
 
 /// Housekeeping that is not the guard's (`guard::tick` writes the snapshots): pruning expired
-/// sessions and pinging the systemd watchdog.
+/// sessions and keeping systemd's STATUS= current. (The watchdog has its own task, fed by the
+/// heartbeats of the loops it vouches for: `ops::watchdog`.)
 fn spawn_housekeeping(app: Arc<App>) {
-    let watchdog = systemd::watchdog_interval();
     tokio::spawn(async move {
-        let tick = watchdog
-            .map(|w| w / 2)
-            .unwrap_or(Duration::from_secs(30))
-            .min(Duration::from_secs(30));
-        let mut interval = tokio::time::interval(tick);
+        let mut interval = tokio::time::interval(Duration::from_secs(10));
+        let mut last = String::new();
         loop {
             interval.tick().await;
             app.sessions.prune();
-            if watchdog.is_some() {
-                systemd::watchdog();
+            let status = status_line(&app);
+            if status != last && !*app.shutdown.borrow() {
+                systemd::status(&status);
+                last = status;
             }
         }
     });
@@ -229,11 +279,44 @@ pub fn check(dir: &Path) -> ExitCode {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     let mut lines = vec![format!("configuration in {} is valid", snap.dir.display())];
+    let scheme = if snap.server.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     for l in &snap.server.listen {
         lines.push(match l {
-            Listen::Tcp(a) => format!("  listen      http://{a}"),
-            Listen::Systemd => "  listen      sockets from systemd".to_string(),
+            Listen::Tcp(a) => format!("  listen      {scheme}://{a}"),
+            Listen::Systemd => format!("  listen      sockets from systemd ({scheme})"),
         });
+    }
+    if let Some(t) = &snap.server.tls {
+        if let Err(e) = crate::ops::tls::server_config(&t.cert, &t.key) {
+            eprintln!("error: TLS: {e}");
+            return ExitCode::FAILURE;
+        }
+        lines.push(format!(
+            "  tls         {} ({})",
+            t.cert.display(),
+            t.key.display()
+        ));
+    }
+    let shown = |l: &Listen| match l {
+        Listen::Tcp(a) => a.to_string(),
+        Listen::Systemd => "a socket from systemd".into(),
+    };
+    if let Some(l) = &snap.server.http_redirect {
+        lines.push(format!(
+            "  redirect    http://{} -> https (port {})",
+            shown(l),
+            snap.server.https_port
+        ));
+    }
+    if let Some(l) = &snap.server.metrics_listen {
+        lines.push(format!("  metrics     http://{}/metrics", shown(l)));
+    }
+    if let Some(a) = &snap.log.audit_file {
+        lines.push(format!("  audit log   {}", a.display()));
     }
     lines.push(format!("  upstream    {}", snap.upstream.base));
     lines.push(format!("  state dir   {}", snap.files.state_dir.display()));

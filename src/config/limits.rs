@@ -1,7 +1,7 @@
 //! Validation of the guard settings: the connection and size limits of `[server]` and the
 //! `[lockout]` section. Absent keys take their defaults; present ones are range-checked with
 //! errors that name the file, line and key.
-use super::{ConfigError, Listen, Lockout, Server, duration, raw};
+use super::{ConfigError, Lockout, Server, duration, endpoints::Endpoints, raw};
 use ipnet::IpNet;
 use std::path::Path;
 use std::time::Duration;
@@ -61,11 +61,15 @@ pub(super) fn server(
     path: &Path,
     text: &str,
     s: raw::RawServer,
-    listen: Vec<Listen>,
+    endpoints: Endpoints,
     trusted_proxies: Vec<IpNet>,
 ) -> Result<Server, ConfigError> {
     Ok(Server {
-        listen,
+        listen: endpoints.listen,
+        tls: endpoints.tls,
+        http_redirect: endpoints.http_redirect,
+        https_port: endpoints.https_port,
+        metrics_listen: endpoints.metrics_listen,
         trusted_proxies,
         header_read_timeout: s.header_read_timeout.0,
         shutdown_grace: s.shutdown_grace.0,

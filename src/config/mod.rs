@@ -4,14 +4,17 @@
 //! Relative paths are resolved against the configuration directory. Every decision of the
 //! daemon reads one `Arc<Snapshot>`; `watch` swaps it atomically when the files change.
 pub mod duration;
+mod endpoints;
 pub mod error;
 pub mod identity;
 mod limits;
+pub mod paths;
 pub mod raw;
 pub mod store;
 pub mod watch;
 
 use crate::auth::roles::{PermSet, Permission, Roles};
+pub use endpoints::{DEFAULT_HSTS, Tls};
 pub use error::ConfigError;
 use ipnet::IpNet;
 use raw::LogFormat;
@@ -33,6 +36,14 @@ pub enum Listen {
 #[derive(Debug, Clone)]
 pub struct Server {
     pub listen: Vec<Listen>,
+    /// TLS on every `listen` address.
+    pub tls: Option<Tls>,
+    /// The plain listener that only redirects to https.
+    pub http_redirect: Option<Listen>,
+    /// The port written into https redirects.
+    pub https_port: u16,
+    /// The plain listener that serves only `/metrics`.
+    pub metrics_listen: Option<Listen>,
     pub trusted_proxies: Vec<IpNet>,
     pub header_read_timeout: Duration,
     pub shutdown_grace: Duration,
@@ -84,12 +95,16 @@ pub struct Files {
     pub roles: Option<PathBuf>,
     pub ip_rules: Option<PathBuf>,
     pub state_dir: PathBuf,
+    /// Files named by users' `password_hash_file` (watched like the others).
+    pub password_hash_files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Log {
     pub format: LogFormat,
     pub level: String,
+    /// The audit log (JSON lines), resolved against the state directory.
+    pub audit_file: Option<PathBuf>,
 }
 
 /// Which users file defines a user.
@@ -190,6 +205,7 @@ impl Snapshot {
         v.extend(self.files.users_writable.clone());
         v.extend(self.files.roles.clone());
         v.extend(self.files.ip_rules.clone());
+        v.extend(self.files.password_hash_files.iter().cloned());
         v.extend(self.external_jwt.as_ref().map(|e| e.jwks_file.clone()));
         v
     }
@@ -257,44 +273,7 @@ pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
     let main_path = dir.join(MAIN_FILE);
     let (w, wtext): (raw::WardenFile, String) = parse(&main_path)?;
 
-    let mut listen = Vec::new();
-    if w.server.listen.is_empty() {
-        return Err(ConfigError::at(
-            &main_path,
-            None,
-            Some("server.listen".into()),
-            "at least one address is needed",
-        ));
-    }
-    for l in &w.server.listen {
-        let v = l.get_ref().trim();
-        let parsed = if v == "systemd" {
-            Listen::Systemd
-        } else {
-            let addr: SocketAddr = v.parse().map_err(|_| {
-                ConfigError::at_offset(
-                    &main_path,
-                    &wtext,
-                    l.span().start,
-                    format!(
-                        "{v:?} is not an address like 0.0.0.0:8443 or [::]:8443, nor \"systemd\""
-                    ),
-                )
-            })?;
-            if !addr.ip().is_loopback() && !w.server.allow_plain_http {
-                return Err(ConfigError::at_offset(
-                    &main_path,
-                    &wtext,
-                    l.span().start,
-                    format!(
-                        "{addr} is not a loopback address: plain HTTP would expose passwords and sessions; put TLS in front and set server.allow_plain_http = true"
-                    ),
-                ));
-            }
-            Listen::Tcp(addr)
-        };
-        listen.push(parsed);
-    }
+    let endpoints = endpoints::endpoints(&dir, &main_path, &wtext, &w.server)?;
     let trusted_proxies = w
         .server
         .trusted_proxies
@@ -340,13 +319,30 @@ pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
     };
 
     let auth = Auth {
-        secret_file: w.auth.secret_file.as_deref().map(|p| resolve(&dir, p)),
+        secret_file: w
+            .auth
+            .secret_file
+            .as_ref()
+            .map(|p| {
+                paths::secret_path(p.get_ref(), &dir)
+                    .map_err(|m| ConfigError::at_offset(&main_path, &wtext, p.span().start, m))
+            })
+            .transpose()?,
         previous_secret_files: w
             .auth
             .previous_secret_files
             .iter()
-            .map(|p| resolve(&dir, p))
-            .collect(),
+            .map(|p| {
+                paths::secret_path(&p.to_string_lossy(), &dir).map_err(|m| {
+                    ConfigError::at(
+                        &main_path,
+                        None,
+                        Some("auth.previous_secret_files".into()),
+                        m,
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?,
         session_ttl: w.auth.session_ttl.0,
         max_token_ttl: w.auth.max_token_ttl.0,
         basic: w.auth.basic,
@@ -368,12 +364,13 @@ pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
             "must not be longer than auth.max_token_ttl",
         ));
     }
-    let files = Files {
+    let mut files = Files {
         users: resolve(&dir, &w.files.users),
         users_writable: w.files.users_writable.as_deref().map(|p| resolve(&dir, p)),
         roles: w.files.roles.as_deref().map(|p| resolve(&dir, p)),
         ip_rules: w.files.ip_rules.as_deref().map(|p| resolve(&dir, p)),
         state_dir: resolve(&dir, &w.files.state_dir),
+        password_hash_files: Vec::new(),
     };
     if tracing_subscriber::EnvFilter::try_new(&w.log.level).is_err() {
         return Err(ConfigError::at(
@@ -423,7 +420,7 @@ pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
     };
 
     let lockout = limits::lockout(&main_path, &wtext, &w.lockout)?;
-    let server = limits::server(&main_path, &wtext, w.server, listen, trusted_proxies)?;
+    let server = limits::server(&main_path, &wtext, w.server, endpoints, trusted_proxies)?;
     let roles = load_roles(files.roles.as_deref())?;
     if files.users_writable.as_ref() == Some(&files.users) {
         return Err(ConfigError::at(
@@ -433,11 +430,13 @@ pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
             "must name another file than files.users (comfy-warden never writes files.users)",
         ));
     }
-    let users = load_users(&files, &roles, None)?;
+    let (users, hash_files) = load_users_with(&files, &roles, None)?;
+    files.password_hash_files = hash_files;
     let ip_rules = load_ip_rules(files.ip_rules.as_deref())?;
     let sources = identity::build(&w.auth, &dir, &main_path, &wtext, &roles)?;
     let namespaces = users.values().map(|u| u.namespace.clone()).collect();
 
+    let audit_file = w.log.audit_file.map(|p| resolve(&files.state_dir, &p));
     Ok(Snapshot {
         dir,
         server,
@@ -447,6 +446,7 @@ pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
         log: Log {
             format: w.log.format,
             level: w.log.level,
+            audit_file,
         },
         tenancy,
         lockout,
@@ -515,7 +515,17 @@ pub fn load_users(
     roles: &Roles,
     writable_text: Option<&str>,
 ) -> Result<UserMap, ConfigError> {
+    load_users_with(files, roles, writable_text).map(|(users, _)| users)
+}
+
+/// [`load_users`], and the `password_hash_file`s the users name (watched for changes).
+pub fn load_users_with(
+    files: &Files,
+    roles: &Roles,
+    writable_text: Option<&str>,
+) -> Result<(UserMap, Vec<PathBuf>), ConfigError> {
     let mut users = HashMap::new();
+    let mut hash_files = Vec::new();
     let mut namespaces = HashMap::new();
     let text = read(&files.users)?;
     let mut acc = UsersAcc {
@@ -523,6 +533,7 @@ pub fn load_users(
         namespaces: &mut namespaces,
         roles,
         first_file: &files.users,
+        hash_files: &mut hash_files,
     };
     add_users(&mut acc, &files.users, &text, UserSource::Declarative)?;
     if let Some(path) = &files.users_writable {
@@ -534,7 +545,7 @@ pub fn load_users(
             add_users(&mut acc, path, &text, UserSource::Writable)?;
         }
     }
-    Ok(users)
+    Ok((users, hash_files))
 }
 
 struct UsersAcc<'a> {
@@ -543,6 +554,8 @@ struct UsersAcc<'a> {
     namespaces: &'a mut HashMap<String, (String, PathBuf)>,
     roles: &'a Roles,
     first_file: &'a Path,
+    /// `password_hash_file`s named so far (relative ones resolved against the users file's folder).
+    hash_files: &'a mut Vec<PathBuf>,
 }
 
 fn add_users(
@@ -616,13 +629,21 @@ fn add_users(
                 ),
             ));
         }
+        let folder = path.parent().unwrap_or(Path::new("."));
+        let password_hash = password_hash(
+            folder,
+            u.password_hash,
+            u.password_hash_file,
+            acc.hash_files,
+        )
+        .map_err(|(off, m)| at(off.unwrap_or(name.span().start), m))?;
         let name: Arc<str> = Arc::from(name.into_inner());
         acc.users.insert(
             name.clone(),
             Arc::new(User {
                 name,
                 source,
-                password_hash: u.password_hash.map(|h| h.0),
+                password_hash,
                 roles: u.roles.into_iter().map(|r| r.into_inner()).collect(),
                 permissions: perms,
                 disabled: u.disabled,
@@ -632,6 +653,35 @@ fn add_users(
         );
     }
     Ok(())
+}
+
+/// The user's PHC string: written inline, or read from `password_hash_file` (one PHC string,
+/// checked like an inline one). Errors carry the offset of the key to blame.
+fn password_hash(
+    dir: &Path,
+    inline: Option<raw::PhcHash>,
+    file: Option<toml::Spanned<String>>,
+    hash_files: &mut Vec<PathBuf>,
+) -> Result<Option<String>, (Option<usize>, String)> {
+    let file = match (inline, file) {
+        (Some(_), Some(f)) => {
+            return Err((
+                Some(f.span().start),
+                "give password_hash or password_hash_file, not both".into(),
+            ));
+        }
+        (Some(h), None) => return Ok(Some(h.0)),
+        (None, None) => return Ok(None),
+        (None, Some(f)) => f,
+    };
+    let off = Some(file.span().start);
+    let p = paths::secret_path(file.get_ref(), dir).map_err(|m| (off, m))?;
+    let text = std::fs::read_to_string(&p)
+        .map_err(|e| (off, format!("cannot read {}: {e}", p.display())))?;
+    let phc = text.trim();
+    raw::check_phc(phc).map_err(|m| (off, format!("{}: {m}", p.display())))?;
+    hash_files.push(p);
+    Ok(Some(phc.to_owned()))
 }
 
 fn load_ip_rules(path: Option<&Path>) -> Result<IpRules, ConfigError> {

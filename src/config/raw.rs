@@ -110,6 +110,26 @@ pub struct RawServer {
     pub max_connections_per_ip: Option<Spanned<usize>>,
     /// Open connections in total.
     pub max_connections: Option<Spanned<usize>>,
+    /// `[server.tls]`: every `listen` address speaks TLS.
+    pub tls: Option<RawTls>,
+    /// A plain-HTTP listener that answers every request with a redirect to https.
+    pub http_redirect: Option<Spanned<String>>,
+    /// The port written into those redirects (default: the port of the first listen address).
+    pub https_port: Option<Spanned<u16>>,
+    /// A plain-HTTP listener serving only Prometheus metrics, without authentication.
+    pub metrics_listen: Option<Spanned<String>>,
+}
+
+/// `[server.tls]`: PEM files, reloaded when they change.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// The certificate chain (leaf first).
+    pub cert: Spanned<String>,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Spanned<String>,
+    /// The Strict-Transport-Security value on TLS answers; "" sends none.
+    pub hsts: Option<Spanned<String>>,
 }
 
 fn default_header_read_timeout() -> Dur {
@@ -144,7 +164,8 @@ fn default_response_timeout() -> Dur {
 #[serde(deny_unknown_fields)]
 pub struct RawAuth {
     /// HMAC key file; when absent, one is generated into the state directory.
-    pub secret_file: Option<PathBuf>,
+    /// `${CREDENTIALS_DIRECTORY}` is expanded (systemd's LoadCredential=).
+    pub secret_file: Option<Spanned<String>>,
     #[serde(default = "default_session_ttl")]
     pub session_ttl: Dur,
     #[serde(default = "default_max_token_ttl")]
@@ -269,6 +290,8 @@ pub struct RawLog {
     pub format: LogFormat,
     #[serde(default = "default_log_level")]
     pub level: String,
+    /// The audit log: one JSON object per security event (relative to `files.state_dir`).
+    pub audit_file: Option<PathBuf>,
 }
 
 impl Default for RawLog {
@@ -276,6 +299,7 @@ impl Default for RawLog {
         RawLog {
             format: LogFormat::Text,
             level: default_log_level(),
+            audit_file: None,
         }
     }
 }
@@ -297,6 +321,8 @@ pub struct UsersFile {
 #[serde(deny_unknown_fields)]
 pub struct RawUser {
     pub password_hash: Option<PhcHash>,
+    /// A file holding the PHC string (read at load time; for secrets kept out of the config).
+    pub password_hash_file: Option<Spanned<String>>,
     #[serde(default)]
     pub roles: Vec<Spanned<String>>,
     #[serde(default)]

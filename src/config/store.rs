@@ -98,4 +98,16 @@ fn warn_restart_needed(old: &Snapshot, new: &Snapshot) {
             "files.state_dir or auth.secret_file changed: this takes effect after a restart"
         );
     }
+    let (o, n) = (&old.server, &new.server);
+    if o.tls.as_ref().map(|t| (&t.cert, &t.key)) != n.tls.as_ref().map(|t| (&t.cert, &t.key))
+        || o.http_redirect != n.http_redirect
+        || o.metrics_listen != n.metrics_listen
+    {
+        tracing::warn!(
+            "server.tls files, server.http_redirect or server.metrics_listen changed: this takes effect after a restart (the certificate files themselves are reloaded when they change)"
+        );
+    }
+    if old.log.audit_file != new.log.audit_file {
+        tracing::warn!("log.audit_file changed: this takes effect after a restart");
+    }
 }

@@ -1,4 +1,5 @@
-//! The pooled hyper client that talks to ComfyUI, with connect and response-header timeouts.
+//! The pooled hyper client that talks to ComfyUI, with connect and response-header timeouts
+//! (the time to the response headers is measured for the metrics).
 use crate::body::Body;
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -40,9 +41,15 @@ impl UpstreamClient {
         req: Request<Body>,
         timeout: Duration,
     ) -> Result<Response<Incoming>, UpstreamError> {
+        let started = std::time::Instant::now();
+        let metrics = crate::ops::metrics::global();
         match tokio::time::timeout(timeout, self.client.request(req)).await {
-            Err(_) => Err(UpstreamError::Timeout(timeout)),
+            Err(_) => {
+                metrics.upstream_error("timeout");
+                Err(UpstreamError::Timeout(timeout))
+            }
             Ok(Err(e)) => {
+                metrics.upstream_error("unreachable");
                 let mut msg = e.to_string();
                 let mut src = std::error::Error::source(&e);
                 while let Some(s) = src {
@@ -51,7 +58,10 @@ impl UpstreamClient {
                 }
                 Err(UpstreamError::Unreachable(msg))
             }
-            Ok(Ok(resp)) => Ok(resp),
+            Ok(Ok(resp)) => {
+                metrics.upstream(started.elapsed());
+                Ok(resp)
+            }
         }
     }
 }

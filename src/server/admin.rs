@@ -1,6 +1,7 @@
 //! comfy-warden's administration endpoints (the `admin` permission; 401 without identity, 403
 //! without the permission): `GET /warden/admin/guard` (password hashes computed, bans, locked
-//! counters, open connections) and `DELETE /warden/admin/bans/{ip}` (lift a ban).
+//! counters, open connections) and `DELETE /warden/admin/bans/{ip}` (lift a ban); the same
+//! permission check guards `/warden/metrics`.
 use crate::app::App;
 use crate::auth::identity::Identity;
 use crate::auth::roles::Permission;
@@ -24,12 +25,8 @@ pub fn handle(
     path: &str,
     client_ip: IpAddr,
 ) -> Response<Body> {
-    if !id.user.can(Permission::Admin) {
-        tracing::info!(target: "audit", event = "route_denied", user = %id.user.name, client_ip = %client_ip, route = %path, reason = "admin permission missing", "permission missing");
-        return body::error_json(
-            StatusCode::FORBIDDEN,
-            "Your role does not allow this (it needs the \"admin\" permission).",
-        );
+    if let Some(refused) = require_admin(id, path, client_ip) {
+        return refused;
     }
     if path == GUARD {
         if !super::routes::is_get(method) {
@@ -56,6 +53,18 @@ pub fn handle(
         );
     }
     body::error_json(StatusCode::NOT_FOUND, "no such comfy-warden endpoint")
+}
+
+/// `None` when `id` has the `admin` permission, else the 403 answer (audited).
+pub fn require_admin(id: &Identity, path: &str, client_ip: IpAddr) -> Option<Response<Body>> {
+    if id.user.can(Permission::Admin) {
+        return None;
+    }
+    tracing::info!(target: "audit", event = "route_denied", user = %id.user.name, client_ip = %client_ip, route = %path, reason = "admin permission missing", "permission missing");
+    Some(body::error_json(
+        StatusCode::FORBIDDEN,
+        "Your role does not allow this (it needs the \"admin\" permission).",
+    ))
 }
 
 fn guard(app: &App, snap: &Snapshot) -> Response<Body> {

@@ -1,6 +1,7 @@
 //! The request pipeline: client IP → IP rules → bans → comfy-warden's own routes → identity →
 //! (no identity: 302 to /login for browser navigations, 401 JSON otherwise) → WebSocket relay
-//! or the tenancy route table (`tenancy::handle`), which forwards to ComfyUI.
+//! or the tenancy route table (`tenancy::handle`), which forwards to ComfyUI. Every answer is
+//! counted in the metrics (route class, status) and, over TLS, carries HSTS.
 use super::routes;
 use crate::app::App;
 use crate::auth::identity;
@@ -21,6 +22,29 @@ pub struct Conn {
 }
 
 pub async fn handle(
+    app: Arc<App>,
+    conn: Conn,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let route = crate::ops::metrics::route_class(req.uri().path());
+    let Ok(mut resp) = route_request(app.clone(), conn, req).await;
+    crate::ops::metrics::global().request(route, resp.status().as_u16());
+    if conn.tls
+        && let Some(hsts) = app
+            .config
+            .get()
+            .server
+            .tls
+            .as_ref()
+            .and_then(|t| t.hsts.clone())
+    {
+        resp.headers_mut()
+            .insert(header::STRICT_TRANSPORT_SECURITY, hsts);
+    }
+    Ok(resp)
+}
+
+async fn route_request(
     app: Arc<App>,
     conn: Conn,
     req: Request<Incoming>,
@@ -105,6 +129,13 @@ pub async fn handle(
         "/warden/me" => {
             return Ok(match &ident {
                 Some(id) => routes::me(id),
+                None => unauthenticated(&req),
+            });
+        }
+        "/warden/metrics" => {
+            return Ok(match &ident {
+                Some(id) => super::admin::require_admin(id, &path, ip)
+                    .unwrap_or_else(|| super::conn::metrics_response(&app)),
                 None => unauthenticated(&req),
             });
         }

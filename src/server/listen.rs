@@ -1,20 +1,25 @@
-//! Listening sockets and the accept loop: binds the configured addresses (or takes sockets from
-//! systemd), refuses connections before any HTTP work (IP rules and bans on the peer address
-//! when it is not a trusted proxy, connection limits per address and in total), serves
-//! HTTP/1.1 and HTTP/2 with upgrades, bounds header read time and size, and drains gracefully
-//! on shutdown (in-flight requests finish until the grace deadline).
-use super::dispatch::{self, Conn};
+//! Listening sockets and the accept loops: binds the configured addresses (or takes sockets from
+//! systemd), refuses connections before any HTTP or TLS work (IP rules and bans on the peer
+//! address when it is not a trusted proxy, connection limits per address and in total), hands
+//! each admitted connection to `conn`, beats a heartbeat for the systemd watchdog, and drains
+//! gracefully on shutdown (in-flight requests finish until the grace deadline).
+//!
+//! Three kinds of listener: the main one (`server.listen`, TLS when `[server.tls]` is set), the
+//! redirect-only plain listener (`server.http_redirect`) and the metrics listener
+//! (`server.metrics_listen`). Under socket activation the systemd sockets named `redirect` and
+//! `metrics` (`FileDescriptorName=`) are those two; every other passed socket is a main one.
+use super::conn;
 use crate::app::App;
 use crate::config::{Listen, Snapshot};
-use crate::guard::conns::{ConnHold, Slot};
+use crate::guard::conns::Slot;
 use crate::guard::subject::Subject;
 use crate::guard::{client_ip, ip_rules};
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use crate::ops::tls::TlsStore;
+use crate::ops::watchdog::{Heartbeat, Heartbeats};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 
 #[derive(Debug, thiserror::Error)]
@@ -24,54 +29,122 @@ pub enum ListenError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("listen = \"systemd\" but no sockets were passed by systemd (LISTEN_FDS): {0}")]
+    #[error("a \"systemd\" listener is configured but systemd passed no usable sockets: {0}")]
     Systemd(String),
 }
 
+/// What a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// comfy-warden itself (TLS when configured).
+    Main,
+    /// Plain HTTP answering every request with a redirect to https.
+    Redirect,
+    /// Plain HTTP serving only `/metrics`.
+    Metrics,
+}
+
+impl Role {
+    /// The `FileDescriptorName=` of its socket under socket activation.
+    fn fd_name(self) -> Option<&'static str> {
+        match self {
+            Role::Main => None,
+            Role::Redirect => Some("redirect"),
+            Role::Metrics => Some("metrics"),
+        }
+    }
+}
+
+pub struct Bound {
+    pub listener: TcpListener,
+    pub role: Role,
+}
+
+fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, ListenError> {
+    let err = |source| ListenError::Bind { addr, source };
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(err)?;
+    socket.set_reuseaddr(true).map_err(err)?;
+    socket.bind(addr).map_err(err)?;
+    socket.listen(1024).map_err(err)
+}
+
 /// Binds every configured listener. Called before the daemon reports READY.
-pub async fn bind(snap: &Snapshot) -> Result<Vec<TcpListener>, ListenError> {
+pub async fn bind(snap: &Snapshot) -> Result<Vec<Bound>, ListenError> {
+    let s = &snap.server;
+    let wanted: Vec<(Role, &Listen)> = s
+        .listen
+        .iter()
+        .map(|l| (Role::Main, l))
+        .chain(s.http_redirect.iter().map(|l| (Role::Redirect, l)))
+        .chain(s.metrics_listen.iter().map(|l| (Role::Metrics, l)))
+        .collect();
+    let mut passed: Option<Vec<(String, std::net::TcpListener)>> = None;
     let mut out = Vec::new();
-    for l in &snap.server.listen {
+    for (role, l) in wanted {
         match l {
-            Listen::Tcp(addr) => {
-                let socket = if addr.is_ipv4() {
-                    tokio::net::TcpSocket::new_v4()
-                } else {
-                    tokio::net::TcpSocket::new_v6()
-                }
-                .map_err(|source| ListenError::Bind {
-                    addr: *addr,
-                    source,
-                })?;
-                socket
-                    .set_reuseaddr(true)
-                    .map_err(|source| ListenError::Bind {
-                        addr: *addr,
-                        source,
-                    })?;
-                socket.bind(*addr).map_err(|source| ListenError::Bind {
-                    addr: *addr,
-                    source,
-                })?;
-                out.push(socket.listen(1024).map_err(|source| ListenError::Bind {
-                    addr: *addr,
-                    source,
-                })?);
-            }
+            Listen::Tcp(addr) => out.push(Bound {
+                listener: bind_tcp(*addr)?,
+                role,
+            }),
             Listen::Systemd => {
-                out.extend(crate::ops::systemd::listeners().map_err(ListenError::Systemd)?)
+                if passed.is_none() {
+                    passed = Some(crate::ops::systemd::listeners().map_err(ListenError::Systemd)?);
+                }
+                let pool = passed.get_or_insert_with(Vec::new);
+                let mine = |name: &str| match role.fd_name() {
+                    Some(n) => name == n,
+                    None => !matches!(name, "redirect" | "metrics"),
+                };
+                let (take, keep): (Vec<_>, Vec<_>) = pool.drain(..).partition(|(n, _)| mine(n));
+                *pool = keep;
+                if take.is_empty() {
+                    return Err(ListenError::Systemd(match role.fd_name() {
+                        Some(n) => format!("no socket named {n:?} (FileDescriptorName={n})"),
+                        None => {
+                            "no socket for the main listener (one not named redirect or metrics)"
+                                .into()
+                        }
+                    }));
+                }
+                for (_, std_listener) in take {
+                    let listener = TcpListener::from_std(std_listener)
+                        .map_err(|e| ListenError::Systemd(e.to_string()))?;
+                    out.push(Bound { listener, role });
+                }
             }
         }
     }
     Ok(out)
 }
 
+/// What the accept loops share besides the app.
+pub struct Serving {
+    pub tls: Option<Arc<TlsStore>>,
+    pub beats: Arc<Heartbeats>,
+}
+
 /// Serves until `app.shutdown` turns true, then drains for at most `shutdown_grace`.
-pub async fn serve(app: Arc<App>, listeners: Vec<TcpListener>) {
+pub async fn serve(app: Arc<App>, listeners: Vec<Bound>, serving: Arc<Serving>) {
     let graceful = Arc::new(GracefulShutdown::new());
     let mut tasks = tokio::task::JoinSet::new();
-    for listener in listeners {
-        tasks.spawn(accept_loop(app.clone(), listener, graceful.clone()));
+    for b in listeners {
+        let name = match b.listener.local_addr() {
+            Ok(a) => format!("accept loop {a}"),
+            Err(_) => "accept loop".into(),
+        };
+        let beat = serving.beats.register(name);
+        tasks.spawn(accept_loop(
+            app.clone(),
+            b,
+            serving.clone(),
+            graceful.clone(),
+            beat,
+        ));
     }
     let mut shutdown = app.shutdown.clone();
     crate::app::shutting_down(&mut shutdown).await;
@@ -88,17 +161,53 @@ pub async fn serve(app: Arc<App>, listeners: Vec<TcpListener>) {
     }
 }
 
-async fn accept_loop(app: Arc<App>, listener: TcpListener, graceful: Arc<GracefulShutdown>) {
-    match listener.local_addr() {
-        Ok(addr) => tracing::info!("listening on {addr}"),
-        Err(e) => tracing::warn!(error = %e, "listening on an unknown address"),
+fn announce(role: Role, tls: bool, addr: Option<SocketAddr>) {
+    let Some(addr) = addr else {
+        tracing::warn!(?role, "listening on an unknown address");
+        return;
+    };
+    // "listening on ADDR" is the main listener's line, exactly (scripts and tests read it).
+    match role {
+        Role::Main => {
+            tracing::info!("listening on {addr}");
+            if tls {
+                tracing::info!("TLS is on for {addr}");
+            }
+        }
+        Role::Redirect => tracing::info!("redirecting to https on {addr}"),
+        Role::Metrics => tracing::info!("serving metrics on {addr}"),
     }
+}
+
+async fn accept_loop(
+    app: Arc<App>,
+    bound: Bound,
+    serving: Arc<Serving>,
+    graceful: Arc<GracefulShutdown>,
+    beat: Heartbeat,
+) {
+    let Bound { listener, role } = bound;
+    let tls = if role == Role::Main {
+        serving.tls.clone()
+    } else {
+        None
+    };
+    announce(role, tls.is_some(), listener.local_addr().ok());
+    let mut tick = tokio::time::interval(serving.beats.period());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = tick.tick() => {
+                beat.beat();
+                continue;
+            }
+        };
+        let (stream, peer) = match accepted {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
@@ -107,34 +216,14 @@ async fn accept_loop(app: Arc<App>, listener: TcpListener, graceful: Arc<Gracefu
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let snap = app.config.get();
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(snap.server.header_read_timeout)
-            .max_buf_size(snap.server.max_header_bytes);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_header_list_size(u32::try_from(snap.server.max_header_bytes).unwrap_or(u32::MAX));
-        let conn_info = Conn { peer, tls: false };
-        let app2 = app.clone();
-        let hold = ConnHold(Arc::new(slot));
-        let hold2 = hold.clone();
-        let service = service_fn(move |mut req| {
-            req.extensions_mut().insert(hold2.clone());
-            dispatch::handle(app2.clone(), conn_info, req)
-        });
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, %peer, "connection ended with an error");
-            }
-            drop(hold);
+        conn::spawn(conn::Accepted {
+            app: app.clone(),
+            stream,
+            peer,
+            role,
+            slot,
+            tls: tls.as_ref().map(|t| t.current()),
+            watcher: graceful.watcher(),
         });
     }
 }

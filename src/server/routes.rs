@@ -178,7 +178,9 @@ pub async fn login(
     let user = match user {
         Some(u) if ok && !u.disabled => u,
         _ => {
-            tracing::warn!(target: "audit", event = "login_failed", client_ip = %client_ip, "failed sign-in");
+            // Only configured names are logged: a password typed into the name field must not be.
+            let known = snap.user(&form.username).map(|u| &*u.name);
+            tracing::warn!(target: "audit", event = "login_failed", user = known, client_ip = %client_ip, route = "/login", reason = "invalid credentials", "failed sign-in");
             crate::guard::lockout::record_failure(app, snap, &form.username, client_ip);
             return match format {
                 Format::Json => body::error_json(StatusCode::UNAUTHORIZED, LOGIN_FAILED),

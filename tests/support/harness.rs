@@ -131,15 +131,32 @@ impl Warden {
     /// Starts the binary on an existing configuration directory with extra environment.
     pub fn start_in(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Warden {
         let mut cmd = Command::new(binary());
-        cmd.arg("serve")
-            .arg("--config")
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        cmd.env_remove("RUST_LOG").env_remove("NOTIFY_SOCKET");
+        cmd.arg("serve").arg("--config").arg(dir.path());
         for (k, v) in env {
             cmd.env(k, v);
+        }
+        Self::start_cmd(dir, cmd)
+    }
+
+    /// Starts a prepared command (the binary, or a wrapper that execs it) that serves `dir`;
+    /// its stderr is captured and the main listener's address read from the log.
+    pub fn start_cmd(dir: tempfile::TempDir, mut cmd: Command) -> Warden {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for var in [
+            "RUST_LOG",
+            "NOTIFY_SOCKET",
+            "WATCHDOG_USEC",
+            "WATCHDOG_PID",
+            "LISTEN_FDS",
+            "LISTEN_PID",
+            "LISTEN_FDNAMES",
+            "CREDENTIALS_DIRECTORY",
+        ] {
+            if !cmd.get_envs().any(|(k, _)| k == var) {
+                cmd.env_remove(var);
+            }
         }
         let mut child = cmd.spawn().expect("spawn comfy-warden");
         let stderr = child.stderr.take().unwrap();
@@ -217,6 +234,38 @@ impl Warden {
             std::thread::sleep(Duration::from_millis(20));
         }
         false
+    }
+
+    /// The address in the first log line containing `prefix` followed by an address
+    /// (like "redirecting to https on 127.0.0.1:PORT"), waiting for it.
+    pub fn log_addr(&self, prefix: &str) -> SocketAddr {
+        assert!(
+            self.wait_log(prefix, 0),
+            "no {prefix:?} in the log:\n{}",
+            self.log()
+        );
+        let log = self.log();
+        let rest = log.split(prefix).nth(1).unwrap();
+        let addr = rest.split_whitespace().next().unwrap();
+        addr.parse()
+            .unwrap_or_else(|_| panic!("{addr:?} after {prefix:?} is not an address"))
+    }
+
+    /// Waits (at most 30 s) for the daemon to exit by itself, e.g. after a signal. The log
+    /// stays readable.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                return st;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("comfy-warden did not exit; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn log_len(&self) -> usize {

@@ -5,4 +5,5 @@ pub mod double;
 pub mod harness;
 pub mod http;
 pub mod tenants;
+pub mod tls;
 pub mod ws;

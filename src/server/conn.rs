@@ -1,0 +1,126 @@
+//! One admitted connection: the TLS handshake (bounded by `server.header_read_timeout`) when the
+//! listener has TLS, then HTTP/1.1 or HTTP/2 with upgrades, header read time and size limits,
+//! and the service of the listener's role. The connection slot is held until the connection
+//! ends (and, for WebSockets, by the relay until the socket closes).
+use super::dispatch::{self, Conn};
+use super::listen::Role;
+use crate::app::App;
+use crate::body::{self, Body};
+use crate::guard::conns::{ConnHold, Slot};
+use http::{Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::Watcher;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpStream;
+
+pub struct Accepted {
+    pub app: Arc<App>,
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+    pub role: Role,
+    pub slot: Slot,
+    /// The TLS configuration for this handshake (the newest good certificate).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub watcher: Watcher,
+}
+
+/// Serves the connection in its own task.
+pub fn spawn(a: Accepted) {
+    tokio::spawn(async move {
+        let Accepted {
+            app,
+            stream,
+            peer,
+            role,
+            slot,
+            tls,
+            watcher,
+        } = a;
+        let hold = ConnHold(Arc::new(slot));
+        match tls {
+            None => serve(app, TokioIo::new(stream), peer, role, false, hold, watcher).await,
+            Some(config) => {
+                let limit = app.config.get().server.header_read_timeout;
+                let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+                    Ok(Ok(s)) => serve(app, TokioIo::new(s), peer, role, true, hold, watcher).await,
+                    Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                }
+            }
+        }
+    });
+}
+
+async fn serve<I>(
+    app: Arc<App>,
+    io: I,
+    peer: SocketAddr,
+    role: Role,
+    tls: bool,
+    hold: ConnHold,
+    watcher: Watcher,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let snap = app.config.get();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(snap.server.header_read_timeout)
+        .max_buf_size(snap.server.max_header_bytes);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(snap.server.max_header_bytes).unwrap_or(u32::MAX));
+    let conn_info = Conn { peer, tls };
+    let hold2 = hold.clone();
+    let service = service_fn(move |mut req: Request<Incoming>| {
+        let app = app.clone();
+        req.extensions_mut().insert(hold2.clone());
+        async move {
+            match role {
+                Role::Main => dispatch::handle(app, conn_info, req).await,
+                Role::Redirect => Ok(super::redirect::answer(&app, &req)),
+                Role::Metrics => Ok(metrics_answer(&app, &req)),
+            }
+        }
+    });
+    let conn = builder
+        .serve_connection_with_upgrades(io, service)
+        .into_owned();
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(error = %e, %peer, "connection ended with an error");
+    }
+    drop(hold);
+}
+
+/// The metrics listener: `GET /metrics` only, without authentication.
+fn metrics_answer(app: &App, req: &Request<Incoming>) -> Response<Body> {
+    if req.uri().path() != "/metrics" {
+        return body::text(StatusCode::NOT_FOUND, "only /metrics is served here\n");
+    }
+    if !super::routes::is_get(req.method()) {
+        return super::routes::method_not_allowed("GET, HEAD");
+    }
+    metrics_response(app)
+}
+
+/// The Prometheus exposition, for the metrics listener and `/warden/metrics`.
+pub fn metrics_response(app: &App) -> Response<Body> {
+    let mut r = Response::new(body::full(crate::ops::metrics::render(app)));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static(crate::ops::metrics::CONTENT_TYPE),
+    );
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    r
+}
