@@ -52,6 +52,9 @@ pub async fn handle(
         }
         "/warden/health" => return Ok(routes::health()),
         "/warden/assets/warden.css" => return Ok(super::pages::stylesheet()),
+        super::extension::SCRIPT_PATH => {
+            return Ok(super::extension::script(&method, req.headers()));
+        }
         _ => {}
     }
 
