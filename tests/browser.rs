@@ -92,19 +92,28 @@ async fn real_frontend_login_canvas_queue_logout() {
     }
     let _ = std::fs::remove_dir_all(artifacts());
     let d = Double::start_with_frontend(frontend_dir()).await;
-    let users = [("alice", "alice-pw-e2e"), ("bob", "bob-pw-e2e")];
-    let cfg = TestConfig::new(
+    let users = [
+        ("alice", "alice-pw-e2e", "user"),
+        ("bob", "bob-pw-e2e", "user"),
+        ("carol", "carol-pw-e2e", "guest"),
+    ];
+    let mut cfg = TestConfig::new(
         &d.url(),
         users
             .iter()
-            .map(|(n, p)| TestUser::new(n, p, &["user"]))
+            .map(|(n, p, r)| TestUser::new(n, p, &[r]))
             .collect(),
     );
+    // The browser reaches the daemon over loopback; its X-Forwarded-For stands for the lockout
+    // and refused-address checks' own client addresses.
+    cfg.server_extra = "trusted_proxies = [\"127.0.0.1/32\"]\n".into();
+    cfg.ip_rules = "deny = [\"203.0.113.0/24\"]\n".into();
+    cfg.extra = "[lockout]\nmax_failures = 3\nwindow = \"5m\"\nfirst_delay = \"1m\"\nmax_delay = \"2m\"\n".into();
     let w = Warden::start(&cfg);
     let users_json = serde_json::to_string(
         &users
             .iter()
-            .map(|(n, p)| serde_json::json!({"name": n, "password": p}))
+            .map(|(n, p, _)| serde_json::json!({"name": n, "password": p}))
             .collect::<Vec<_>>(),
     )
     .unwrap();
@@ -117,6 +126,7 @@ async fn real_frontend_login_canvas_queue_logout() {
             .env("CHROMIUM", chromium())
             .env("ARTIFACTS", artifacts())
             .env("USERS", users_json)
+            .env("REFUSED_IP", "203.0.113.9")
             .kill_on_drop(true)
             .output(),
     )
@@ -136,7 +146,17 @@ async fn real_frontend_login_canvas_queue_logout() {
     );
 
     // Every screenshot the test promises is there.
-    for name in ["login.png", "login-error.png", "canvas.png", "canvas-second-user.png"] {
+    for name in [
+        "login.png",
+        "login-error.png",
+        "login-locked-mobile.png",
+        "address-refused.png",
+        "canvas.png",
+        "canvas-queue.png",
+        "badge-menu.png",
+        "canvas-second-user.png",
+        "badge-fallback.png",
+    ] {
         let p = artifacts().join(name);
         let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
         assert!(len > 1000, "missing screenshot {}", p.display());

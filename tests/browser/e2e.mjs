@@ -3,7 +3,9 @@
 // frontend (comfyui-frontend-package 1.27.10).
 //
 // Environment (set by tests/browser.rs): WARDEN_URL, CHROMIUM, ARTIFACTS (screenshots),
-// USERS (JSON [{name, password}], the first two run the full flow).
+// USERS (JSON [{name, password}]: two users with the "user" role run the full flow, a third
+// with the "guest" role sees the extension fall back on a frontend without its hooks),
+// REFUSED_IP (an X-Forwarded-For address the IP rules deny).
 //
 // Queueing is done through the UI: the graph is loaded with the frontend's own `loadApiJson`
 // (building it node by node with the mouse would be brittle) and run with the Run button.
@@ -19,8 +21,9 @@ const USERS = JSON.parse(process.env.USERS || '[]');
 const EXECUTABLE = process.env.CHROMIUM || '/usr/bin/chromium';
 const STEP_TIMEOUT = 30_000;
 
-if (!BASE || !ARTIFACTS || USERS.length < 2) {
-  console.error('WARDEN_URL, ARTIFACTS and USERS (two users) are required');
+const REFUSED_IP = process.env.REFUSED_IP;
+if (!BASE || !ARTIFACTS || USERS.length < 3 || !REFUSED_IP) {
+  console.error('WARDEN_URL, ARTIFACTS, REFUSED_IP and USERS (three users) are required');
   process.exit(2);
 }
 mkdirSync(ARTIFACTS, { recursive: true });
@@ -215,6 +218,89 @@ async function openQueue(page) {
   return page.locator('.task-item');
 }
 
+/** The lockout and refused-address pages, as a browser sees them (from addresses of their own). */
+async function pagesOfWarden(browser) {
+  const locked = await browser.newContext({
+    viewport: { width: 390, height: 760 },
+    extraHTTPHeaders: { 'X-Forwarded-For': '198.51.100.20' }
+  });
+  await localOnly(locked);
+  const page = await locked.newPage();
+  await page.goto(BASE + '/login?next=%2F');
+  let text = '';
+  for (let i = 0; i < 4 && !/Too many failed sign-ins/.test(text); i++) {
+    await page.getByLabel('User name').fill('mallory');
+    await page.getByLabel('Password').fill(`guess ${i}`);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('alert').waitFor({ timeout: STEP_TIMEOUT });
+    text = await page.getByRole('alert').textContent();
+  }
+  check(
+    /Too many failed sign-ins\. Try again in \d+ seconds\./.test(text),
+    `a locked-out sign-in says how long to wait ("${text.trim()}")`
+  );
+  await page.screenshot({ path: join(ARTIFACTS, 'login-locked-mobile.png') });
+  await locked.close();
+
+  const refused = await browser.newContext({
+    viewport: { width: 1280, height: 800 },
+    extraHTTPHeaders: { 'X-Forwarded-For': REFUSED_IP }
+  });
+  await localOnly(refused);
+  const page2 = await refused.newPage();
+  const resp = await page2.goto(BASE + '/');
+  check(resp.status() === 403, 'a refused address gets 403');
+  check(
+    (await page2.getByRole('heading').textContent()).includes('Access not allowed'),
+    'a refused address sees a page saying so'
+  );
+  await page2.screenshot({ path: join(ARTIFACTS, 'address-refused.png') });
+  await refused.close();
+}
+
+/**
+ * A frontend without the hooks the extension uses (here: `window.comfyAPI`, the legacy
+ * extension API, made unavailable): ComfyUI still works, the badge falls back to a fixed corner
+ * element, and "Log out" still works. The user is a guest: no "API token" entry.
+ */
+async function degradedFrontend(browser, user) {
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  await localOnly(ctx);
+  await ctx.addInitScript(() => {
+    // The frontend still fills window.comfyAPI.<module>.<name>, but `app` and `api` always read
+    // as fresh empty objects: to the extension it is a frontend without these hooks.
+    const sink = {};
+    for (const name of ['app', 'api']) {
+      Object.defineProperty(sink, name, { get: () => ({}), set: () => {} });
+    }
+    window.comfyAPI = sink;
+  });
+  const page = await ctx.newPage();
+  const report = watch(page, user.name);
+  await signIn(page, user, { screenshot: false });
+  await page.locator('#graph-canvas').waitFor({ state: 'visible', timeout: 60_000 });
+  await dismissWelcome(page);
+  const badge = page.locator('#comfy-warden-user');
+  await badge.waitFor({ state: 'visible', timeout: STEP_TIMEOUT });
+  check((await badge.locator('.cw-name').textContent()) === user.name, `${user.name}: fallback badge names ${user.name}`);
+  check(
+    await badge.evaluate((e) => e.classList.contains('cw-floating')),
+    `${user.name}: without the extension API the badge is a fixed corner element`
+  );
+  await badge.locator('.cw-button').click();
+  const menu = page.locator('#comfy-warden-menu');
+  await menu.locator('.cw-logout').click({ trial: true, timeout: STEP_TIMEOUT });
+  check((await menu.locator('a.cw-token').count()) === 0, `${user.name}: a guest gets no API token entry`);
+  await page.screenshot({ path: join(ARTIFACTS, 'badge-fallback.png') });
+  await Promise.all([
+    page.waitForURL((u) => u.pathname === '/login', { timeout: STEP_TIMEOUT }),
+    menu.locator('.cw-logout').click()
+  ]);
+  check(true, `${user.name}: "Log out" from the fallback badge leads to the login page`);
+  await ctx.close();
+  return report();
+}
+
 async function run() {
   // playwright gives every launch a fresh temporary --user-data-dir of its own (it refuses one
   // passed in args), and every context below is a separate, empty cookie jar.
@@ -248,11 +334,13 @@ async function run() {
       window.comfyAPI.app.app.extensionManager.setting.set('Comfy.TextareaWidget.FontSize', 17)
     );
     const promptA = await queueThroughUi(pageA, alice.name, 'e2e_alice');
+    await pageA.waitForTimeout(300);
+    await pageA.screenshot({ path: join(ARTIFACTS, 'canvas.png') });
     const tasksA = await openQueue(pageA);
     await tasksA.first().waitFor({ state: 'visible', timeout: STEP_TIMEOUT });
     check((await tasksA.count()) === 1, `${alice.name}: the queue sidebar shows her finished run`);
-    await pageA.waitForTimeout(500);
-    await pageA.screenshot({ path: join(ARTIFACTS, 'canvas.png') });
+    await pageA.waitForTimeout(300);
+    await pageA.screenshot({ path: join(ARTIFACTS, 'canvas-queue.png') });
     const historyA = await pageA.evaluate(() => window.comfyAPI.api.api.getHistory(200));
     check(
       historyA.History.length === 1 && historyA.History[0].prompt[1] === promptA,
@@ -320,7 +408,10 @@ async function run() {
     await pageA.goto(BASE + '/');
     check(new URL(pageA.url()).pathname === '/login', `${alice.name}: signed out for real`);
 
-    const ours = [...reportA(), ...reportB()].filter((p) => /comfy-warden/.test(p));
+    await pagesOfWarden(browser);
+    const reportC = await degradedFrontend(browser, USERS[2]);
+
+    const ours = [...reportA(), ...reportB(), ...reportC].filter((p) => /comfy-warden/.test(p));
     check(ours.length === 0, `no errors from comfy-warden's extension (${ours.join('; ')})`);
     await ctxA.close();
     await ctxB.close();

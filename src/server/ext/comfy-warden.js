@@ -229,7 +229,8 @@ function openTokenPage() {
 const STYLE = `
 #${BADGE_ID} { display: inline-flex; align-items: center; flex-shrink: 0;
   font: 12px/1.3 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
-#${BADGE_ID}.cw-floating { position: fixed; right: 10px; bottom: 10px; z-index: 10000; }
+#${BADGE_ID}.cw-floating { position: fixed; left: 50%; bottom: 10px; transform: translateX(-50%);
+  z-index: 10000; }
 #${BADGE_ID} .cw-button { display: inline-flex; align-items: center; gap: 6px; max-width: 14rem;
   padding: 4px 10px; border-radius: 999px; cursor: pointer; white-space: nowrap;
   border: 1px solid var(--border-color, #4e4e4e); background: var(--comfy-input-bg, #222);
