@@ -108,7 +108,9 @@ async fn real_frontend_login_canvas_queue_logout() {
     // and refused-address checks' own client addresses.
     cfg.server_extra = "trusted_proxies = [\"127.0.0.1/32\"]\n".into();
     cfg.ip_rules = "deny = [\"203.0.113.0/24\"]\n".into();
-    cfg.extra = "[lockout]\nmax_failures = 3\nwindow = \"5m\"\nfirst_delay = \"1m\"\nmax_delay = \"2m\"\n".into();
+    cfg.extra =
+        "[lockout]\nmax_failures = 3\nwindow = \"5m\"\nfirst_delay = \"1m\"\nmax_delay = \"2m\"\n"
+            .into();
     let w = Warden::start(&cfg);
     let users_json = serde_json::to_string(
         &users
@@ -176,9 +178,7 @@ async fn real_frontend_login_canvas_queue_logout() {
         .collect();
     assert_ne!(ids[0], ids[1], "each user runs as their own ComfyUI user");
     assert!(
-        d.received()
-            .iter()
-            .all(|r| !r.path.starts_with("/warden/")),
+        d.received().iter().all(|r| !r.path.starts_with("/warden/")),
         "comfy-warden's own paths never reach ComfyUI"
     );
 }

@@ -211,7 +211,7 @@ impl SessionTable {
             .filter(|t| t.user == user && t.expires > now && !s.revoked.contains_key(&t.jti))
             .cloned()
             .collect();
-        v.sort_by(|a, b| b.created.cmp(&a.created));
+        v.sort_by_key(|t| std::cmp::Reverse(t.created));
         v
     }
 

@@ -71,13 +71,7 @@ pub fn message_page(title: &str, message: &str) -> String {
 /// A short page with an optional link (`href`, text) under the message.
 pub fn message_page_with(title: &str, message: &str, link: Option<(&str, &str)>) -> String {
     let link = link
-        .map(|(href, text)| {
-            format!(
-                "<p><a href=\"{}\">{}</a></p>",
-                escape(href),
-                escape(text)
-            )
-        })
+        .map(|(href, text)| format!("<p><a href=\"{}\">{}</a></p>", escape(href), escape(text)))
         .unwrap_or_default();
     MESSAGE
         .replace("{{title}}", &escape(title))

@@ -68,11 +68,28 @@ function sameOriginPath(target) {
   }
 }
 
-/** Is this 401 comfy-warden saying "sign in again" for a call of this page? */
-function sessionEnded(status, path, authenticate) {
-  if (status !== 401 || path === null) return false;
-  if (/comfy-warden/i.test(authenticate || '')) return true;
-  return path.startsWith('/api/') || path.startsWith('/warden/');
+/**
+ * A 401 seen by the page. comfy-warden's own 401 (its `WWW-Authenticate` realm) means the
+ * session is gone: go and sign in. Any other 401 from `/api/*` (one ComfyUI itself sent, say) is
+ * checked with `/warden/me` first, whose 401 then leads to the same place, so a ComfyUI answer
+ * alone can never bounce the page between the canvas and the sign-in page.
+ */
+function onUnauthorized(status, path, authenticate) {
+  if (status !== 401 || path === null) return;
+  if (/comfy-warden/i.test(authenticate || '')) {
+    toLogin();
+  } else if (path.startsWith('/api/')) {
+    confirmSession();
+  }
+}
+
+let lastCheck = 0;
+/** Asks `/warden/me` (at most every 10 s); the fetch watch acts on its answer. */
+function confirmSession() {
+  const now = Date.now();
+  if (now - lastCheck < 10000) return;
+  lastCheck = now;
+  void whoAmI();
 }
 
 function watchFetch() {
@@ -81,15 +98,7 @@ function watchFetch() {
   const wrapped = async function (input, init) {
     const resp = await original.call(window, input, init);
     try {
-      if (
-        sessionEnded(
-          resp.status,
-          sameOriginPath(input),
-          resp.headers.get('www-authenticate')
-        )
-      ) {
-        toLogin();
-      }
+      onUnauthorized(resp.status, sameOriginPath(input), resp.headers.get('www-authenticate'));
     } catch (e) {
       warn('fetch watch', e);
     }
@@ -109,15 +118,11 @@ function watchXhr() {
       try {
         this.addEventListener('loadend', () => {
           try {
-            if (
-              sessionEnded(
-                this.status,
-                sameOriginPath(this.responseURL),
-                this.getResponseHeader('www-authenticate')
-              )
-            ) {
-              toLogin();
-            }
+            onUnauthorized(
+              this.status,
+              sameOriginPath(this.responseURL),
+              this.getResponseHeader('www-authenticate')
+            );
           } catch {
             // fail quietly
           }
@@ -138,14 +143,8 @@ function watchXhr() {
 function watchSocket() {
   const api = theApi();
   if (!api || typeof api.addEventListener !== 'function') return;
-  let last = 0;
   try {
-    api.addEventListener('reconnecting', () => {
-      const now = Date.now();
-      if (now - last < 10000) return;
-      last = now;
-      void whoAmI();
-    });
+    api.addEventListener('reconnecting', confirmSession);
   } catch (e) {
     warn('socket watch', e);
   }

@@ -67,7 +67,10 @@ mod tests {
         let page = r.into_body().collect().await.unwrap().to_bytes();
         let page = String::from_utf8_lossy(&page);
         assert!(page.contains("<style>"), "the stylesheet is inline");
-        assert!(!page.contains("/warden/assets/"), "nothing a refused address cannot fetch");
+        assert!(
+            !page.contains("/warden/assets/"),
+            "nothing a refused address cannot fetch"
+        );
         assert!(page.contains("Access not allowed"));
     }
 }

@@ -23,10 +23,7 @@ pub async fn index(root: &Path) -> Resp {
 /// The file below `root` that a decoded request path names, if it is a plain relative path.
 fn resolve(root: &Path, segs: &[String]) -> Option<PathBuf> {
     let rel: PathBuf = segs.iter().collect();
-    if rel
-        .components()
-        .any(|c| !matches!(c, Component::Normal(_)))
-    {
+    if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
         return None;
     }
     Some(root.join(rel))
