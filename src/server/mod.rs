@@ -2,11 +2,13 @@
 //! (`conn`), the request pipeline (`dispatch`), comfy-warden's own endpoints (`routes`,
 //! `tokens`), administration (`admin`, `admin_users`), the first-administrator setup (`setup`),
 //! freeing ComfyUI's memory after the last sign-out (`free_memory`), the https redirect listener
-//! (`redirect`) and pages (`pages`).
+//! (`redirect`), pages (`pages`) and the frontend extension comfy-warden adds to ComfyUI
+//! (`extension`).
 pub mod admin;
 pub mod admin_users;
 pub mod conn;
 pub mod dispatch;
+pub mod extension;
 pub mod free_memory;
 pub mod listen;
 pub mod pages;

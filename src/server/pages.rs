@@ -3,11 +3,15 @@
 use crate::body::{self, Body};
 use http::{HeaderValue, Response, StatusCode, header};
 
+mod refused;
+pub use refused::address_refused;
+
 const LOGIN: &str = include_str!("pages/login.html");
 const MESSAGE: &str = include_str!("pages/message.html");
 const TOKEN: &str = include_str!("pages/token.html");
 const TOKEN_ISSUED: &str = include_str!("pages/token-issued.html");
 pub const CSS: &str = include_str!("pages/warden.css");
+const FAVICON: &str = include_str!("pages/favicon.svg");
 
 /// The Content-Security-Policy of every comfy-warden page: no scripts, our stylesheet only.
 pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
@@ -29,7 +33,12 @@ pub fn escape(s: &str) -> String {
 
 pub fn login_page(next: &str, username: &str, error: Option<&str>) -> String {
     let error = error
-        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)))
+        .map(|e| {
+            format!(
+                "<p class=\"error\" id=\"form-error\" role=\"alert\">{}</p>",
+                escape(e)
+            )
+        })
         .unwrap_or_default();
     LOGIN
         .replace("{{error}}", &error)
@@ -54,10 +63,20 @@ pub fn token_issued_page(label: &str, token: &str, expires: &str) -> String {
         .replace("{{expires}}", &escape(expires))
 }
 
+/// A short page with a way back to ComfyUI.
 pub fn message_page(title: &str, message: &str) -> String {
+    message_page_with(title, message, Some(("/", "Back to ComfyUI")))
+}
+
+/// A short page with an optional link (`href`, text) under the message.
+pub fn message_page_with(title: &str, message: &str, link: Option<(&str, &str)>) -> String {
+    let link = link
+        .map(|(href, text)| format!("<p><a href=\"{}\">{}</a></p>", escape(href), escape(text)))
+        .unwrap_or_default();
     MESSAGE
         .replace("{{title}}", &escape(title))
         .replace("{{message}}", &escape(message))
+        .replace("{{link}}", &link)
 }
 
 /// A page answer with the strict CSP and anti-framing headers.
@@ -77,11 +96,18 @@ pub fn page(status: StatusCode, html: String) -> Response<Body> {
 }
 
 pub fn stylesheet() -> Response<Body> {
-    let mut r = Response::new(body::full(CSS));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/css; charset=utf-8"),
-    );
+    asset(CSS, "text/css; charset=utf-8")
+}
+
+/// The pages' icon (`/warden/assets/favicon.svg`).
+pub fn favicon() -> Response<Body> {
+    asset(FAVICON, "image/svg+xml")
+}
+
+fn asset(content: &'static str, content_type: &'static str) -> Response<Body> {
+    let mut r = Response::new(body::full(content));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     r.headers_mut().insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=3600"),
@@ -104,5 +130,15 @@ mod tests {
         assert!(p.contains("&lt;b&gt;"));
         assert!(p.contains("a &amp; b"));
         assert!(!p.contains("<script>"));
+    }
+
+    #[test]
+    fn message_links_are_optional_and_escaped() {
+        let with = message_page("T", "m");
+        assert!(with.contains("<a href=\"/\">Back to ComfyUI</a>"));
+        let without = message_page_with("T", "<m>", None);
+        assert!(!without.contains("<a "));
+        assert!(without.contains("&lt;m&gt;"));
+        assert!(!without.contains("{{"));
     }
 }

@@ -3,7 +3,7 @@
 use super::ctx::{Ctx, forbidden};
 use super::provision::ProvisionError;
 use super::routes::{Action, classify};
-use super::{files, info, objectinfo, queue, submit};
+use super::{extensions, files, info, objectinfo, queue, submit};
 use crate::app::App;
 use crate::auth::identity::Identity;
 use crate::auth::roles::Permission;
@@ -82,9 +82,10 @@ pub async fn handle(
     };
 
     match route.action {
-        Action::Static | Action::Pass | Action::Extensions | Action::Gated | Action::Unknown => {
+        Action::Static | Action::Pass | Action::Gated | Action::Unknown => {
             forward::forward(app, snap, req, client_ip, tls, Some(&ctx.comfy_user)).await
         }
+        Action::Extensions => extensions::extensions(&ctx, &req).await,
         Action::UserData => info::user_data(&ctx, req).await,
         Action::SystemStats => info::system_stats(&ctx, &req).await,
         Action::ExperimentModels => info::experiment_models(&ctx, &req).await,

@@ -5,6 +5,7 @@
 pub mod catalog;
 pub mod ctx;
 pub mod events;
+pub mod extensions;
 pub mod files;
 pub mod filter;
 pub mod handle;

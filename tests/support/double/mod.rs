@@ -10,6 +10,7 @@ mod blob;
 mod exec;
 mod files;
 mod fixtures;
+mod frontend;
 mod http;
 mod paths;
 mod prompt;
@@ -128,6 +129,14 @@ impl Double {
         let worker = tokio::spawn(exec::worker(shared.clone()));
         shared.track(worker.abort_handle());
         Double { shared, addr }
+    }
+
+    /// Like [`Double::start`], serving the real frontend in `static_dir` (the `static` folder of
+    /// `comfyui_frontend_package`) at `/` and its static paths.
+    pub async fn start_with_frontend(static_dir: std::path::PathBuf) -> Double {
+        let d = Double::start().await;
+        let _ = d.shared.frontend.set(static_dir);
+        d
     }
 
     pub fn addr(&self) -> SocketAddr {

@@ -13,7 +13,7 @@ use super::http::{Resp, file_response, origin_forbidden};
 use super::paths::{self, abspath, join, splitext};
 use super::server::Req;
 use super::state::Shared;
-use super::{fixtures, prompt, upload, userdata, ws};
+use super::{fixtures, frontend, prompt, upload, userdata, ws};
 
 #[derive(Clone, Debug)]
 enum R {
@@ -183,6 +183,9 @@ pub async fn dispatch(shared: &Arc<Shared>, req: Req) -> Resp {
         return handle(shared, req, route.clone()).await;
     }
     if want == "GET" {
+        if let Some(root) = shared.frontend.get() {
+            return frontend::static_file(root, &req.segs).await;
+        }
         return static_file(&req);
     }
     let mut allowed: Vec<&str> = vec!["GET", "HEAD"];
@@ -200,7 +203,10 @@ pub async fn dispatch(shared: &Arc<Shared>, req: Req) -> Resp {
 async fn handle(shared: &Arc<Shared>, req: Req, route: R) -> Resp {
     match route {
         R::Ws => ws::upgrade(shared, req),
-        R::Index => index(),
+        R::Index => match shared.frontend.get() {
+            Some(root) => frontend::index(root).await,
+            None => index(),
+        },
         R::Embeddings => embeddings(shared),
         R::Models => Resp::json(&Value::from(
             files::MODEL_FOLDERS

@@ -27,6 +27,9 @@ pub struct Shared {
     pub listener: Mutex<Option<TcpListener>>,
     pub tasks: Mutex<Vec<AbortHandle>>,
     pub stopped: AtomicBool,
+    /// A real frontend's `static` directory (`comfyui_frontend_package/static`), served at `/`
+    /// instead of the synthesised bundle when set (see `frontend.rs`).
+    pub frontend: std::sync::OnceLock<std::path::PathBuf>,
 }
 
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -43,6 +46,7 @@ impl Shared {
             listener: Mutex::new(Some(listener)),
             tasks: Mutex::new(Vec::new()),
             stopped: AtomicBool::new(false),
+            frontend: std::sync::OnceLock::new(),
         }
     }
 
