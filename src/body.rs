@@ -103,6 +103,16 @@ pub fn redirect(status: StatusCode, location: &str) -> Response<Body> {
     r
 }
 
+/// The request's media type, lowercased (`""` when absent or unreadable).
+pub fn content_type(headers: &http::HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
 /// True when the client asked for a page rather than data (a browser navigation).
 pub fn wants_html(headers: &http::HeaderMap) -> bool {
     headers

@@ -12,7 +12,7 @@ use crate::auth::identity::Identity;
 use crate::auth::roles::Permission;
 use crate::body::{self, Body};
 use crate::config::{Snapshot, User, UserSource};
-use http::{Method, Request, Response, StatusCode, header};
+use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -147,11 +147,7 @@ async fn json_body<T: serde::de::DeserializeOwned>(
     req: Request<Incoming>,
     shape: &str,
 ) -> Result<T, Response<Body>> {
-    let is_json = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/json"));
+    let is_json = crate::body::content_type(req.headers()).starts_with("application/json");
     if !is_json {
         return Err(body::error_json(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -110,12 +110,7 @@ pub async fn login(
     client_ip: IpAddr,
     tls: bool,
 ) -> Response<Body> {
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let content_type = crate::body::content_type(req.headers());
     let format = if content_type.starts_with("application/json") {
         Format::Json
     } else if content_type.starts_with("application/x-www-form-urlencoded") {
@@ -282,10 +277,7 @@ pub fn logout(
 }
 
 fn is_form(req: &Request<Incoming>) -> bool {
-    req.headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"))
+    crate::body::content_type(req.headers()).starts_with("application/x-www-form-urlencoded")
 }
 
 pub fn me(id: &Identity) -> Response<Body> {

@@ -11,7 +11,7 @@ use crate::accounts::setup::Check;
 use crate::app::App;
 use crate::body::{self, Body};
 use crate::config::Snapshot;
-use http::{Method, Request, Response, StatusCode, header};
+use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::Deserialize;
 use std::net::IpAddr;
@@ -149,12 +149,7 @@ async fn post(
     req: Request<Incoming>,
     client_ip: IpAddr,
 ) -> Response<Body> {
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let content_type = crate::body::content_type(req.headers());
     let json = content_type.starts_with("application/json");
     if !json && !content_type.starts_with("application/x-www-form-urlencoded") {
         return body::error_json(

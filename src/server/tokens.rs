@@ -12,7 +12,7 @@ use crate::auth::roles::Permission;
 use crate::auth::session::{ApiToken, TokenKind};
 use crate::body::{self, Body};
 use crate::config::Snapshot;
-use http::{Method, Request, Response, StatusCode, header};
+use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 use std::net::IpAddr;
@@ -78,12 +78,7 @@ pub async fn issue(
     req: Request<Incoming>,
     client_ip: IpAddr,
 ) -> Response<Body> {
-    let ct = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let ct = crate::body::content_type(req.headers());
     let json_answer = ct.starts_with("application/json");
     let fail = |status: StatusCode, m: &str| {
         if json_answer {

@@ -82,6 +82,29 @@ impl Ctx<'_> {
         self.app.tenancy.ledger.prompt_owner(prompt_id).as_deref() == Some(self.owner())
     }
 
+    /// Turns the client's request head into ComfyUI's for `path_and_query` (see
+    /// `proxy::forward::upstream_parts`), with this user's `comfy-user`.
+    pub fn upstream_parts(
+        &self,
+        parts: &mut http::request::Parts,
+        path_and_query: &str,
+    ) -> Result<(), Box<Response<Body>>> {
+        forward::upstream_parts(
+            self.snap,
+            parts,
+            path_and_query,
+            self.client_ip,
+            self.tls,
+            Some(&self.comfy_user),
+        )
+        .map_err(|_| {
+            Box::new(crate::body::error_json(
+                StatusCode::BAD_REQUEST,
+                "the request is not valid",
+            ))
+        })
+    }
+
     pub fn upstream_failed(&self, e: &UpstreamError) -> Response<Body> {
         tracing::warn!(error = %e, user = %self.owner(), "upstream call failed");
         forward::unreachable_answer(self.wants_html, e)

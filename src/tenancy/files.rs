@@ -155,17 +155,8 @@ pub async fn view(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     };
     let path = format!("{}?{query}", req.uri().path());
     let (mut parts, _) = req.into_parts();
-    if forward::upstream_parts(
-        ctx.snap,
-        &mut parts,
-        &path,
-        ctx.client_ip,
-        ctx.tls,
-        Some(&ctx.comfy_user),
-    )
-    .is_err()
-    {
-        return body::error_json(StatusCode::BAD_REQUEST, "the request is not valid");
+    if let Err(r) = ctx.upstream_parts(&mut parts, &path) {
+        return *r;
     }
     match forward::send(ctx.app, ctx.snap, parts, body::empty()).await {
         Ok(resp) => {
@@ -381,17 +372,8 @@ pub async fn upload(ctx: &Ctx<'_>, req: Request<Incoming>, mask: bool) -> Respon
     if let Ok(v) = HeaderValue::from_str(&format!("multipart/form-data; boundary={out_boundary}")) {
         parts.headers.insert(header::CONTENT_TYPE, v);
     }
-    if forward::upstream_parts(
-        ctx.snap,
-        &mut parts,
-        &path,
-        ctx.client_ip,
-        ctx.tls,
-        Some(&ctx.comfy_user),
-    )
-    .is_err()
-    {
-        return body::error_json(StatusCode::BAD_REQUEST, "the request is not valid");
+    if let Err(r) = ctx.upstream_parts(&mut parts, &path) {
+        return *r;
     }
     let sent = forward::send(ctx.app, ctx.snap, parts, upstream_body).await;
     let uploaded = match pump_task.await {
