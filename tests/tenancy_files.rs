@@ -315,3 +315,60 @@ async fn object_info_lists_only_own_files() {
         "admins see ComfyUI unfiltered"
     );
 }
+
+#[tokio::test]
+async fn a_mask_comfyui_did_not_write_is_not_listed() {
+    let t = tenants::start().await;
+    // The original does not exist: ComfyUI answers 200 and writes nothing.
+    let original_ref =
+        json!({"filename": "missing.png", "subfolder": "", "type": "output"}).to_string();
+    let r = t
+        .upload(
+            &t.bob,
+            "/upload/mask",
+            &[
+                ("original_ref", &original_ref),
+                ("type", "input"),
+                ("subfolder", "clipspace"),
+            ],
+            "mask.png",
+            PNG,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        t.d.stored_file("input", "u_bob/clipspace", "mask.png")
+            .is_none(),
+        "the double wrote nothing, like ComfyUI"
+    );
+    let info = t.get(&t.bob, "/object_info/LoadImage").await.json();
+    assert_eq!(
+        info["LoadImage"]["input"]["required"]["image"][0],
+        json!([]),
+        "no phantom file: {info}"
+    );
+
+    // With an existing original, the mask is written and listed.
+    t.d.put_file("output", "u_bob", "orig.png", PNG.to_vec());
+    let original_ref =
+        json!({"filename": "orig.png", "subfolder": "", "type": "output"}).to_string();
+    let r = t
+        .upload(
+            &t.bob,
+            "/upload/mask",
+            &[
+                ("original_ref", &original_ref),
+                ("type", "input"),
+                ("subfolder", "clipspace"),
+            ],
+            "mask2.png",
+            PNG,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let info = t.get(&t.bob, "/object_info/LoadImage").await.json();
+    assert_eq!(
+        info["LoadImage"]["input"]["required"]["image"][0],
+        json!(["clipspace/mask2.png"])
+    );
+}

@@ -324,6 +324,16 @@ fn too_large(ctx: &Ctx<'_>, limit: u64) -> Response<Body> {
     )
 }
 
+/// Does ComfyUI serve this file? (`HEAD /view`, answered like GET.)
+async fn stored_upstream(ctx: &Ctx<'_>, kind: Kind, subfolder: &str, name: &str) -> bool {
+    let q: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("filename", name)
+        .append_pair("type", kind.as_str())
+        .append_pair("subfolder", subfolder)
+        .finish();
+    matches!(ctx.call(http::Method::HEAD, &format!("/view?{q}"), None).await, Ok((s, _, _)) if s.is_success())
+}
+
 pub async fn upload(ctx: &Ctx<'_>, req: Request<Incoming>, mask: bool) -> Response<Body> {
     let limit = ctx.snap.server.max_upload_bytes;
     if body::content_length(req.headers()).is_some_and(|n| n > limit) {
@@ -416,7 +426,10 @@ pub async fn upload(ctx: &Ctx<'_>, req: Request<Incoming>, mask: bool) -> Respon
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_owned();
-    if !name.is_empty() {
+    // ComfyUI answers 200 to a mask whose original it cannot open, having written nothing:
+    // record (and so list) a mask only once ComfyUI serves it.
+    let exists = !mask || stored_upstream(ctx, uploaded.kind, &up_sub, &name).await;
+    if !name.is_empty() && exists {
         ctx.app
             .tenancy
             .ledger
