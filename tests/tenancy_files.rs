@@ -372,3 +372,40 @@ async fn a_mask_comfyui_did_not_write_is_not_listed() {
         json!(["clipspace/mask2.png"])
     );
 }
+
+#[tokio::test]
+async fn repeated_object_info_answers_follow_new_files() {
+    let t = tenants::start().await;
+    t.upload(&t.alice, "/upload/image", &[], "one.png", PNG)
+        .await;
+    let first = t.get(&t.alice, "/object_info").await;
+    let again = t.get(&t.alice, "/object_info").await;
+    assert_eq!(
+        first.body, again.body,
+        "the same answer while nothing changed"
+    );
+    assert_eq!(
+        again.json()["LoadImage"]["input"]["required"]["image"][0],
+        json!(["one.png"])
+    );
+    t.upload(&t.alice, "/upload/image", &[], "two.png", PNG)
+        .await;
+    let after = t.get(&t.alice, "/object_info").await.json();
+    assert_eq!(
+        after["LoadImage"]["input"]["required"]["image"][0],
+        json!(["one.png", "two.png"]),
+        "a new upload is listed at once"
+    );
+    let bob = t.get(&t.bob, "/object_info").await.json();
+    assert_eq!(
+        bob["LoadImage"]["input"]["required"]["image"][0],
+        json!([]),
+        "never another user's cached answer"
+    );
+    t.d.put_file("input", "", "shared.png", PNG.to_vec());
+    let changed = t.get(&t.alice, "/object_info").await;
+    assert_eq!(
+        changed.json()["LoadImage"]["input"]["required"]["image"][0],
+        json!(["one.png", "two.png"])
+    );
+}

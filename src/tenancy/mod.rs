@@ -29,6 +29,7 @@ pub struct Tenancy {
     pub ledger: ledger::Ledger,
     pub live: live::Live,
     pub catalog: catalog::CatalogCache,
+    pub filtered: objectinfo::FilteredCache,
 }
 
 impl Tenancy {
@@ -38,6 +39,7 @@ impl Tenancy {
             ledger: ledger::Ledger::open(state_dir),
             live: Default::default(),
             catalog: Default::default(),
+            filtered: Default::default(),
         }
     }
 }

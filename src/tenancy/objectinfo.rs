@@ -118,6 +118,44 @@ pub fn filter_all(ctx: &Ctx<'_>, v: &mut Value) {
     }
 }
 
+/// Filtered answers per (namespace, path), reused while ComfyUI's answer, the user's own files
+/// and the configuration are unchanged: the frontend asks on every page load, and parsing,
+/// filtering and serialising ~0.5 MB of JSON is the expensive part.
+#[derive(Default)]
+pub struct FilteredCache {
+    entries: std::sync::Mutex<std::collections::HashMap<(String, String), (u64, bytes::Bytes)>>,
+}
+
+const CACHE_MAX: usize = 4096;
+
+fn fingerprint(upstream: &[u8], own: &[String], generation: u64) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    upstream.hash(&mut h);
+    own.hash(&mut h);
+    generation.hash(&mut h);
+    h.finish()
+}
+
+fn json_bytes(status: http::StatusCode, bytes: bytes::Bytes) -> Response<Body> {
+    let mut r = Response::new(body::full(bytes));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("private, no-store"),
+    );
+    h.insert(
+        http::header::X_CONTENT_TYPE_OPTIONS,
+        http::HeaderValue::from_static("nosniff"),
+    );
+    r
+}
+
 pub async fn object_info(ctx: &Ctx<'_>, req: &Request<Incoming>) -> Response<Body> {
     let path = req
         .uri()
@@ -129,6 +167,25 @@ pub async fn object_info(ctx: &Ctx<'_>, req: &Request<Incoming>) -> Response<Bod
         Ok(r) => r,
         Err(e) => return ctx.upstream_failed(&e),
     };
+    let cache_key = (ctx.ns().to_owned(), path.to_owned());
+    let fp = (!ctx.sees_all() && status.is_success()).then(|| {
+        let generation = *ctx.app.config.subscribe().borrow();
+        fingerprint(&bytes, &own_input_files(ctx), generation)
+    });
+    if let Some(fp) = fp {
+        let cache = ctx
+            .app
+            .tenancy
+            .filtered
+            .entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some((k, b)) = cache.get(&cache_key)
+            && *k == fp
+        {
+            return json_bytes(status, b.clone());
+        }
+    }
     let Ok(mut v) = serde_json::from_slice::<Value>(&bytes) else {
         let mut r = Response::new(body::full(bytes));
         *r.status_mut() = status;
@@ -137,8 +194,23 @@ pub async fn object_info(ctx: &Ctx<'_>, req: &Request<Incoming>) -> Response<Bod
     if full && status.is_success() {
         ctx.app.tenancy.catalog.update(&v).await;
     }
-    if !ctx.sees_all() {
-        filter_all(ctx, &mut v);
+    if ctx.sees_all() {
+        return private_json(status, &v);
     }
-    private_json(status, &v)
+    filter_all(ctx, &mut v);
+    let out = bytes::Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
+    if let Some(fp) = fp {
+        let mut cache = ctx
+            .app
+            .tenancy
+            .filtered
+            .entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(cache_key, (fp, out.clone()));
+    }
+    json_bytes(status, out)
 }
