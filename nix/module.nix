@@ -6,7 +6,8 @@
 # enter the Nix store: secretFile, tls.keyFile and users.<name>.passwordHashFile are paths to
 # files outside it, handed to the service with LoadCredential= and read through
 # ${CREDENTIALS_DIRECTORY}. Changing users, roles or IP rules reloads the daemon (SIGHUP; open
-# sessions and WebSockets survive), changing warden.toml restarts it.
+# sessions and WebSockets survive), changing warden.toml restarts it. With `sockets.*`, systemd
+# binds the ports (socket activation) and the service keeps no capability at all.
 {
   config,
   lib,
@@ -35,8 +36,22 @@ let
 
   # A path to a secret: absolute, and (checked in the assertions) outside the Nix store.
   secretPath = types.nullOr (types.strMatching "/.*");
-  inStore = p: lib.hasPrefix builtins.storeDir p;
+  inStore = p: lib.hasPrefix "${builtins.storeDir}/" p;
+  # User and role names, as the daemon checks them (config::valid_name).
   validName = n: builtins.match "[A-Za-z0-9_@][A-Za-z0-9._@-]{0,63}" n != null;
+  builtinRoles = [
+    "admin"
+    "power"
+    "user"
+    "guest"
+  ];
+  knownRoles = builtinRoles ++ lib.attrNames cfg.roles;
+
+  # systemd's ExecStart= is not a shell: quote for systemd, and keep % (specifiers) and $
+  # (environment variables) literal.
+  systemdArgs = lib.concatMapStringsSep " " (
+    a: lib.replaceStrings [ "%" "$" ] [ "%%" "$$" ] (builtins.toJSON (toString a))
+  );
 
   userEntry =
     name: u:
@@ -63,21 +78,87 @@ let
   };
   wardenToml = toml.generate "comfy-warden.toml" cfg.settings;
 
-  listens = lib.filter (a: a != "systemd") (
-    cfg.settings.server.listen ++ lib.optional (cfg.settings.server ? http_redirect) cfg.settings.server.http_redirect
+  # The three kinds of listener (docs/configuration.md): each is "systemd" (a socket from
+  # `sockets`) or a TCP address the daemon binds itself.
+  server = cfg.settings.server;
+  redirect = lib.optional (server ? http_redirect) server.http_redirect;
+  metrics = lib.optional (server ? metrics_listen) server.metrics_listen;
+  isSystemd = a: lib.trim a == "systemd";
+  tcp = lib.filter (a: !isSystemd a);
+  # "0.0.0.0:443", "[::]:443", or (socket addresses only) "443"; null when it is neither.
+  portOf =
+    a:
+    let
+      m = builtins.match "(.*:)?([0-9]{1,5})" (lib.trim a);
+    in
+    if m == null then null else lib.toInt (lib.elemAt m 1);
+  validAddress = a: builtins.match "(([0-9.]+)|(\\[[0-9A-Fa-f:.]+(%[^]]+)?]))(:[0-9]{1,5})" (lib.trim a) != null;
+  isLoopback = a: lib.hasPrefix "127." (lib.trim a) || lib.hasPrefix "[::1]:" (lib.trim a);
+
+  # What actually listens for clients (the main and redirect listeners; metrics are for a
+  # scraper and stay closed): the TCP addresses the daemon binds, and the sockets systemd binds
+  # for the "systemd" ones.
+  mainAddresses = tcp server.listen ++ lib.optionals (lib.any isSystemd server.listen) cfg.sockets.listen;
+  redirectAddresses =
+    tcp redirect
+    ++ lib.optional (lib.any isSystemd redirect && cfg.sockets.httpRedirect != null) cfg.sockets.httpRedirect;
+  publicPorts = lib.unique (
+    lib.filter (p: p != null) (
+      map portOf (lib.filter (a: !isLoopback a) (mainAddresses ++ redirectAddresses))
+    )
   );
-  portOf = a: lib.toInt (lib.last (lib.splitString ":" a));
-  ports = map portOf listens;
-  bindsPrivileged = lib.any (p: p < 1024) ports;
-  isLoopback = a: lib.hasPrefix "127." a || lib.hasPrefix "[::1]:" a || a == "systemd";
-  plainPublic = lib.filter (a: !isLoopback a) cfg.settings.server.listen;
+  # Ports below 1024 the daemon binds itself need CAP_NET_BIND_SERVICE; sockets do not.
+  bindsPrivileged = lib.any (a: portOf a != null && portOf a < 1024) (
+    tcp (server.listen ++ redirect ++ metrics)
+  );
+  hasTls = server ? tls;
+  plainPublic = lib.filter (a: !isLoopback a) mainAddresses;
+
+  # Socket activation: one socket unit per kind of listener, told apart by FileDescriptorName=.
+  socketUnits = lib.filterAttrs (_: s: s.streams != [ ]) {
+    comfy-warden = {
+      fdName = "main";
+      streams = cfg.sockets.listen;
+      what = "comfy-warden";
+    };
+    comfy-warden-redirect = {
+      fdName = "redirect";
+      streams = lib.optional (cfg.sockets.httpRedirect != null) cfg.sockets.httpRedirect;
+      what = "comfy-warden HTTP-to-HTTPS redirect";
+    };
+    comfy-warden-metrics = {
+      fdName = "metrics";
+      streams = lib.optional (cfg.sockets.metrics != null) cfg.sockets.metrics;
+      what = "comfy-warden metrics";
+    };
+  };
+  socketNames = map (n: "${n}.socket") (lib.attrNames socketUnits);
+  # "systemd" in a setting <=> its socket is configured.
+  socketPairs = [
+    {
+      setting = "settings.server.listen";
+      option = "sockets.listen";
+      wanted = lib.any isSystemd server.listen;
+      given = cfg.sockets.listen != [ ];
+    }
+    {
+      setting = "settings.server.http_redirect";
+      option = "sockets.httpRedirect";
+      wanted = lib.any isSystemd redirect;
+      given = cfg.sockets.httpRedirect != null;
+    }
+    {
+      setting = "settings.server.metrics_listen";
+      option = "sockets.metrics";
+      wanted = lib.any isSystemd metrics;
+      given = cfg.sockets.metrics != null;
+    }
+  ];
 
   credentials =
     lib.optional (cfg.secretFile != null) "secret:${cfg.secretFile}"
-    ++ lib.optionals (cfg.tls.certFile != null) [
-      "tls-cert.pem:${cfg.tls.certFile}"
-      "tls-key.pem:${cfg.tls.keyFile}"
-    ]
+    ++ lib.optional (cfg.tls.certFile != null) "tls-cert.pem:${cfg.tls.certFile}"
+    ++ lib.optional (cfg.tls.keyFile != null) "tls-key.pem:${cfg.tls.keyFile}"
     ++ lib.mapAttrsToList (name: u: "user-${name}:${u.passwordHashFile}") (
       lib.filterAttrs (_: u: u.passwordHashFile != null) cfg.users
     );
@@ -205,9 +286,9 @@ in
               description = "Bump to revoke every session and token of this user.";
             };
             namespace = mkOption {
-              type = types.nullOr types.str;
+              type = types.nullOr (types.strMatching "u_[a-z0-9_-]{1,60}");
               default = null;
-              description = "Overrides the user's directory name inside ComfyUI (u_...).";
+              description = "Overrides the user's directory name inside ComfyUI: u_ and 1-60 of a-z 0-9 _ -.";
             };
           };
         }
@@ -274,8 +355,50 @@ in
     openFirewall = mkOption {
       type = types.bool;
       default = false;
-      description = "Open the TCP ports of `settings.server.listen` and `http_redirect`.";
+      description = ''
+        Open the TCP ports of `settings.server.listen` and `http_redirect` (or of their
+        `sockets`) that are not bound to loopback. The metrics listener stays closed.
+      '';
     };
+
+    sockets =
+      let
+        socketAddress = types.strMatching "([0-9]{1,5}|.+:[0-9]{1,5})";
+      in
+      {
+        listen = mkOption {
+          type = types.listOf socketAddress;
+          default = [ ];
+          example = [ "443" ];
+          description = ''
+            Socket activation: the `ListenStream=` addresses of comfy-warden.socket ("443" for
+            every address, "0.0.0.0:443", "[::]:443"). systemd binds them and hands them over,
+            so the service keeps no capability even for ports below 1024.
+            `settings.server.listen` then defaults to `[ "systemd" ]`; like any other listener
+            they need `tls` unless bound to loopback.
+          '';
+        };
+        httpRedirect = mkOption {
+          type = types.nullOr socketAddress;
+          default = null;
+          example = "80";
+          description = ''
+            The `ListenStream=` of comfy-warden-redirect.socket (`FileDescriptorName=redirect`):
+            the plain listener that only redirects to https. `settings.server.http_redirect`
+            then defaults to "systemd".
+          '';
+        };
+        metrics = mkOption {
+          type = types.nullOr socketAddress;
+          default = null;
+          example = "127.0.0.1:9464";
+          description = ''
+            The `ListenStream=` of comfy-warden-metrics.socket (`FileDescriptorName=metrics`):
+            Prometheus metrics without authentication. `settings.server.metrics_listen` then
+            defaults to "systemd".
+          '';
+        };
+      };
 
     comfyui = {
       enable = lib.mkEnableOption "ComfyUI on 127.0.0.1, reachable only through comfy-warden";
@@ -304,15 +427,30 @@ in
         message = "services.comfy-warden.tls: set both certFile and keyFile, or neither.";
       }
       {
-        assertion =
-          plainPublic == [ ] || cfg.tls.certFile != null || (cfg.settings.server.allow_plain_http or false);
+        assertion = plainPublic == [ ] || hasTls || (server.allow_plain_http or false);
         message = ''
-          services.comfy-warden.settings.server.listen has non-loopback addresses
-          (${lib.concatStringsSep ", " plainPublic}) without TLS: set services.comfy-warden.tls,
-          or settings.server.allow_plain_http = true when another proxy terminates TLS.
+          services.comfy-warden.settings.server.listen (or sockets.listen) has non-loopback
+          addresses (${lib.concatStringsSep ", " plainPublic}) without TLS: set
+          services.comfy-warden.tls, or settings.server.allow_plain_http = true when another
+          proxy terminates TLS.
         '';
       }
     ]
+    ++ map (a: {
+      assertion = isSystemd a || validAddress a;
+      message = ''
+        services.comfy-warden.settings.server: "${a}" is not an address like 0.0.0.0:8443 or
+        [::]:8443, nor "systemd".
+      '';
+    }) (server.listen ++ redirect ++ metrics)
+    ++ map (p: {
+      assertion = p.wanted == p.given;
+      message =
+        if p.wanted then
+          ''services.comfy-warden.${p.setting} is "systemd": set services.comfy-warden.${p.option} to the address systemd should bind.''
+        else
+          ''services.comfy-warden.${p.option} is set, but ${p.setting} is not "systemd": the socket would not be used.'';
+    }) socketPairs
     ++ lib.mapAttrsToList (name: u: {
       assertion = u.passwordHash == null || u.passwordHashFile == null;
       message = "services.comfy-warden.users.${name}: set passwordHash or passwordHashFile, not both.";
@@ -321,6 +459,18 @@ in
       assertion = validName name;
       message = "services.comfy-warden.users.${name}: user names are 1-64 of A-Z a-z 0-9 . _ @ -, not starting with . or -.";
     }) cfg.users
+    ++ lib.mapAttrsToList (name: u: {
+      assertion = lib.all (r: builtins.elem r knownRoles) u.roles;
+      message = ''
+        services.comfy-warden.users.${name}.roles: unknown role(s)
+        ${lib.concatStringsSep ", " (lib.filter (r: !builtins.elem r knownRoles) u.roles)}; known:
+        ${lib.concatStringsSep ", " knownRoles} (add more with services.comfy-warden.roles).
+      '';
+    }) cfg.users
+    ++ lib.mapAttrsToList (name: _: {
+      assertion = validName name;
+      message = "services.comfy-warden.roles.${name}: role names are 1-64 of A-Z a-z 0-9 . _ @ -, not starting with . or -.";
+    }) cfg.roles
     ++ map (p: {
       assertion = !inStore p.value;
       message = ''
@@ -333,6 +483,9 @@ in
       upstream.url = lib.mkIf cfg.comfyui.enable (
         lib.mkDefault "http://127.0.0.1:${toString cfg.comfyui.port}"
       );
+      server.listen = lib.mkIf (cfg.sockets.listen != [ ]) (lib.mkDefault [ "systemd" ]);
+      server.http_redirect = lib.mkIf (cfg.sockets.httpRedirect != null) (lib.mkDefault "systemd");
+      server.metrics_listen = lib.mkIf (cfg.sockets.metrics != null) (lib.mkDefault "systemd");
       files = {
         users = "${etcDir}/users.toml";
         roles = "${etcDir}/roles.toml";
@@ -353,13 +506,25 @@ in
       "comfy-warden/ip-rules.toml".source = ipRulesToml;
     };
 
-    networking.firewall.allowedTCPPorts = lib.mkIf cfg.openFirewall ports;
+    networking.firewall.allowedTCPPorts = lib.mkIf cfg.openFirewall publicPorts;
+
+    systemd.sockets = lib.mapAttrs (_: s: {
+      description = "${s.what} socket";
+      wantedBy = [ "sockets.target" ];
+      listenStreams = s.streams;
+      socketConfig = {
+        FileDescriptorName = s.fdName;
+        Service = "comfy-warden.service";
+        NoDelay = true;
+      };
+    }) socketUnits;
 
     systemd.services.comfy-warden = {
       description = "comfy-warden, a hardened multi-user gateway for ComfyUI";
       wantedBy = [ "multi-user.target" ];
       wants = [ "network-online.target" ] ++ lib.optional cfg.comfyui.enable "comfyui.service";
-      after = [ "network-online.target" ] ++ lib.optional cfg.comfyui.enable "comfyui.service";
+      requires = socketNames;
+      after = [ "network-online.target" ] ++ lib.optional cfg.comfyui.enable "comfyui.service" ++ socketNames;
       # Users, roles and IP rules reload in place; warden.toml may change listeners: restart.
       reloadTriggers = [
         usersToml
@@ -429,8 +594,10 @@ in
       description = "ComfyUI, reachable only through comfy-warden";
       wantedBy = [ "multi-user.target" ];
       after = [ "network.target" ];
+      # A dynamic user's home is "/", read-only here: caches (torch, Hugging Face, ...) go below.
+      environment.HOME = comfyState;
       serviceConfig = {
-        ExecStart = lib.escapeShellArgs (
+        ExecStart = systemdArgs (
           [
             (lib.getExe cfg.comfyui.package)
             "--listen"
