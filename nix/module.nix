@@ -85,22 +85,27 @@ let
   metrics = lib.optional (server ? metrics_listen) server.metrics_listen;
   isSystemd = a: lib.trim a == "systemd";
   tcp = lib.filter (a: !isSystemd a);
-  # "0.0.0.0:443", "[::]:443", or (socket addresses only) "443"; null when it is neither.
+  # An IP address and port, as the daemon takes them: "0.0.0.0:443", "[::]:443".
+  addressRegex = "(([0-9.]+)|(\\[[0-9A-Fa-f:.]+(%[^]]+)?]))(:[0-9]{1,5})";
+  validAddress = a: builtins.match addressRegex (lib.trim a) != null;
+  # The port of such an address, or of a socket's bare port ("443"); null when there is none.
   portOf =
     a:
     let
       m = builtins.match "(.*:)?([0-9]{1,5})" (lib.trim a);
     in
     if m == null then null else lib.toInt (lib.elemAt m 1);
-  validAddress = a: builtins.match "(([0-9.]+)|(\\[[0-9A-Fa-f:.]+(%[^]]+)?]))(:[0-9]{1,5})" (lib.trim a) != null;
   isLoopback = a: lib.hasPrefix "127." (lib.trim a) || lib.hasPrefix "[::1]:" (lib.trim a);
 
   # What actually listens for clients (the main and redirect listeners; metrics are for a
   # scraper and stay closed): the TCP addresses the daemon binds, and the sockets systemd binds
   # for the "systemd" ones.
-  mainAddresses = tcp server.listen ++ lib.optionals (lib.any isSystemd server.listen) cfg.sockets.listen;
+  # (Malformed addresses have an assertion of their own.)
+  mainAddresses =
+    lib.filter validAddress (tcp server.listen)
+    ++ lib.optionals (lib.any isSystemd server.listen) cfg.sockets.listen;
   redirectAddresses =
-    tcp redirect
+    lib.filter validAddress (tcp redirect)
     ++ lib.optional (lib.any isSystemd redirect && cfg.sockets.httpRedirect != null) cfg.sockets.httpRedirect;
   publicPorts = lib.unique (
     lib.filter (p: p != null) (
@@ -133,6 +138,7 @@ let
     };
   };
   socketNames = map (n: "${n}.socket") (lib.attrNames socketUnits);
+  socketPort = if cfg.sockets.listen == [ ] then null else portOf (builtins.head cfg.sockets.listen);
   # "systemd" in a setting <=> its socket is configured.
   socketPairs = [
     {
@@ -223,8 +229,9 @@ in
               type = types.listOf types.str;
               default = [ "127.0.0.1:8080" ];
               description = ''
-                Addresses to listen on ("0.0.0.0:443", "[::]:443"), or "systemd". Anything but
-                loopback needs `tls` (or `allow_plain_http = true` behind another TLS proxy).
+                Addresses to listen on ("0.0.0.0:443", "[::]:443"), or "systemd" for the sockets
+                of `sockets.listen` (the default when that is set). Anything but loopback needs
+                `tls` (or `allow_plain_http = true` behind another TLS proxy).
               '';
             };
           };
@@ -363,7 +370,7 @@ in
 
     sockets =
       let
-        socketAddress = types.strMatching "([0-9]{1,5}|.+:[0-9]{1,5})";
+        socketAddress = types.strMatching "[0-9]{1,5}|${addressRegex}";
       in
       {
         listen = mkOption {
@@ -436,6 +443,10 @@ in
         '';
       }
     ]
+    ++ lib.optional hasTls {
+      assertion = server.tls ? cert && server.tls ? key;
+      message = "services.comfy-warden.settings.server.tls needs cert and key: set services.comfy-warden.tls.certFile and keyFile.";
+    }
     ++ map (a: {
       assertion = isSystemd a || validAddress a;
       message = ''
@@ -486,6 +497,8 @@ in
       server.listen = lib.mkIf (cfg.sockets.listen != [ ]) (lib.mkDefault [ "systemd" ]);
       server.http_redirect = lib.mkIf (cfg.sockets.httpRedirect != null) (lib.mkDefault "systemd");
       server.metrics_listen = lib.mkIf (cfg.sockets.metrics != null) (lib.mkDefault "systemd");
+      # Redirects name the port of the first listen address, 443 for sockets: tell the real one.
+      server.https_port = lib.mkIf (socketPort != null && socketPort != 443) (lib.mkDefault socketPort);
       files = {
         users = "${etcDir}/users.toml";
         roles = "${etcDir}/roles.toml";
@@ -546,6 +559,8 @@ in
         StateDirectory = "comfy-warden";
         StateDirectoryMode = "0700";
         LoadCredential = credentials;
+        # Every socket's descriptors, and switch-to-configuration knows them all.
+        Sockets = lib.mkIf (socketNames != [ ]) (lib.concatStringsSep " " socketNames);
         UMask = "0077";
 
         CapabilityBoundingSet = if bindsPrivileged then [ "CAP_NET_BIND_SERVICE" ] else [ "" ];

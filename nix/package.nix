@@ -12,15 +12,22 @@ rustPlatform.buildRustPackage {
   pname = manifest.package.name;
   inherit (manifest.package) version;
 
+  # Everything Cargo.toml names (benches/ too: a declared [[bench]] whose file is missing stops
+  # cargo from reading the manifest at all), and the test fixtures; not the browser test's
+  # node_modules or the NixOS example.
   src = lib.fileset.toSource {
     root = ./..;
-    fileset = lib.fileset.unions [
+    fileset = lib.fileset.difference (lib.fileset.unions [
       ../Cargo.toml
       ../Cargo.lock
       ../src
       ../tests
+      ../benches
       ../examples
-    ];
+    ]) (lib.fileset.unions [
+      (lib.fileset.maybeMissing ../tests/browser/node_modules)
+      ../examples/nixos
+    ]);
   };
 
   cargoLock.lockFile = ../Cargo.lock;
