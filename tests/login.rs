@@ -201,11 +201,17 @@ async fn logout_revokes_the_session_and_clears_the_cookie() {
 
 #[tokio::test]
 async fn health_needs_no_identity_and_says_nothing() {
-    let (_d, w) = setup().await;
+    let (d, w) = setup().await;
     let r = get(&w.url("/warden/health"), &[]).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), "ok\n");
-    let _ = http::get(&w.url("/warden/nothing"), &[]).await;
+    let unknown = http::get(&w.url("/warden/nothing"), &[]).await;
+    assert_eq!(
+        unknown.status, 404,
+        "an unknown comfy-warden endpoint is not forwarded to ComfyUI"
+    );
+    assert!(unknown.json()["error"].is_string());
+    assert!(d.received().is_empty(), "neither request reached ComfyUI");
 }
 
 #[tokio::test]

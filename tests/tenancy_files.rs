@@ -60,7 +60,6 @@ async fn uploads_land_in_the_uploaders_namespace() {
 #[tokio::test]
 async fn upload_traversal_and_output_uploads_are_refused() {
     let t = tenants::start().await;
-    let before = t.d.received_path("/upload/image").len();
     for (fields, name) in [
         (vec![("subfolder", "../u_alice")], "evil.png"),
         (vec![("subfolder", "/abs")], "evil.png"),
@@ -86,7 +85,6 @@ async fn upload_traversal_and_output_uploads_are_refused() {
         t.d.list_files("output").is_empty(),
         "nothing was written to output"
     );
-    let _ = before;
 }
 
 #[tokio::test]

@@ -75,11 +75,27 @@ impl Ctx<'_> {
     }
 
     pub fn owns_item(&self, item: &Value) -> bool {
-        self.tenant().owns_item(item)
+        self.app
+            .tenancy
+            .ledger
+            .owns_item(item, self.owner(), self.ns())
     }
 
     pub fn owns_prompt(&self, prompt_id: &str) -> bool {
-        self.app.tenancy.ledger.prompt_owner(prompt_id).as_deref() == Some(self.owner())
+        self.app.tenancy.ledger.owns_prompt(prompt_id, self.owner())
+    }
+
+    /// Forwards the request as it is (path and query untouched), with this user's `comfy-user`.
+    pub async fn forward(&self, req: http::Request<hyper::body::Incoming>) -> Response<Body> {
+        forward::forward(
+            self.app,
+            self.snap,
+            req,
+            self.client_ip,
+            self.tls,
+            Some(&self.comfy_user),
+        )
+        .await
     }
 
     /// Turns the client's request head into ComfyUI's for `path_and_query` (see

@@ -62,11 +62,6 @@ pub fn clean_extra_data(extra: &mut Value) {
     }
 }
 
-/// The namespace owner named by a queue/history tuple's `extra_data` tag, if any.
-pub fn tagged_owner(item: &Value) -> Option<&str> {
-    item.get(3)?.get(OWNER_TAG)?.as_str()
-}
-
 /// Removes `NS/` and absolute paths into ComfyUI's folders from a message.
 pub fn redact(text: &str, ns: &str) -> String {
     let without_ns = text

@@ -82,9 +82,7 @@ pub async fn handle(
     };
 
     match route.action {
-        Action::Static | Action::Pass | Action::Gated | Action::Unknown => {
-            forward::forward(app, snap, req, client_ip, tls, Some(&ctx.comfy_user)).await
-        }
+        Action::Static | Action::Pass | Action::Gated | Action::Unknown => ctx.forward(req).await,
         Action::Extensions => extensions::extensions(&ctx, &req).await,
         Action::UserData => info::user_data(&ctx, req).await,
         Action::SystemStats => info::system_stats(&ctx, &req).await,
@@ -96,7 +94,7 @@ pub async fn handle(
         Action::UploadMask => files::upload(&ctx, req, true).await,
         Action::InternalFiles => {
             if ctx.sees_all() {
-                forward::forward(app, snap, req, client_ip, tls, Some(&ctx.comfy_user)).await
+                ctx.forward(req).await
             } else {
                 files::internal_files(&ctx, path.rsplit('/').next().unwrap_or(""))
             }

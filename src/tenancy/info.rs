@@ -4,7 +4,6 @@
 use super::ctx::{Ctx, private_json};
 use super::paths;
 use crate::body::{self, Body};
-use crate::proxy::forward;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
@@ -88,29 +87,13 @@ pub async fn model_preview(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Bo
     if !model_preview_ok(req.uri().path()) {
         return body::error_json(StatusCode::BAD_REQUEST, "not a valid model preview path");
     }
-    forward::forward(
-        ctx.app,
-        ctx.snap,
-        req,
-        ctx.client_ip,
-        ctx.tls,
-        Some(&ctx.comfy_user),
-    )
-    .await
+    ctx.forward(req).await
 }
 
 /// `/settings*`, `/userdata*`, `/v2/userdata`: the user's own ComfyUI data, never cached by
 /// shared caches, active content as attachment.
 pub async fn user_data(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
-    let mut r = forward::forward(
-        ctx.app,
-        ctx.snap,
-        req,
-        ctx.client_ip,
-        ctx.tls,
-        Some(&ctx.comfy_user),
-    )
-    .await;
+    let mut r = ctx.forward(req).await;
     super::files::harden_file_response(&mut r);
     if r.headers()
         .get(http::header::CONTENT_TYPE)

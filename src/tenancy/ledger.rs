@@ -92,6 +92,39 @@ impl Ledger {
         self.lock().prompts.get(prompt_id).map(|e| e.owner.clone())
     }
 
+    /// Is `owner` the owner of `prompt_id`?
+    pub fn owns_prompt(&self, prompt_id: &str, owner: &str) -> bool {
+        self.lock()
+            .prompts
+            .get(prompt_id)
+            .is_some_and(|e| e.owner == owner)
+    }
+
+    /// Does `owner` (namespace `ns`) own the queue/history tuple `[number, prompt_id, prompt,
+    /// extra_data, …]`? A prompt unknown to the ledger but carrying `ns` as its owner tag is
+    /// recorded as theirs (the rebuild after a lost snapshot).
+    pub fn owns_item(&self, item: &serde_json::Value, owner: &str, ns: &str) -> bool {
+        let Some(id) = item.get(1).and_then(serde_json::Value::as_str) else {
+            return false;
+        };
+        let mut i = self.lock();
+        match i.prompts.get(id) {
+            Some(e) => e.owner == owner,
+            None if tagged_owner(item) == Some(ns) => {
+                i.prompts.insert(
+                    id.to_owned(),
+                    PromptEntry {
+                        owner: owner.to_owned(),
+                        at: now_secs(),
+                    },
+                );
+                self.dirty.store(true, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
     pub fn knows_prompt(&self, prompt_id: &str) -> bool {
         self.lock().prompts.contains_key(prompt_id)
     }
@@ -168,6 +201,11 @@ impl Ledger {
         crate::ops::snapshot::write(&self.path, &saved)
             .inspect_err(|_| self.dirty.store(true, Ordering::Relaxed))
     }
+}
+
+/// The namespace named by a queue/history tuple's owner tag in `extra_data`, if any.
+pub fn tagged_owner(item: &serde_json::Value) -> Option<&str> {
+    item.get(3)?.get(OWNER_TAG)?.as_str()
 }
 
 fn prune_oldest<K: Clone + Eq + std::hash::Hash, V>(

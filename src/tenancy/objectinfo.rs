@@ -109,12 +109,11 @@ fn filter_class(ctx: &Ctx<'_>, class: &str, info: &mut Value, own_files: &[Strin
 }
 
 /// Filters a whole `{class: info}` map for `ctx`'s user.
-pub fn filter_all(ctx: &Ctx<'_>, v: &mut Value) {
+pub fn filter_all(ctx: &Ctx<'_>, v: &mut Value, own: &[String]) {
     let Some(map) = v.as_object_mut() else { return };
     map.retain(|class, info| !hidden(ctx, class, info));
-    let own = own_input_files(ctx);
     for (class, info) in map.iter_mut() {
-        filter_class(ctx, class, info, &own);
+        filter_class(ctx, class, info, own);
     }
 }
 
@@ -168,9 +167,14 @@ pub async fn object_info(ctx: &Ctx<'_>, req: &Request<Incoming>) -> Response<Bod
         Err(e) => return ctx.upstream_failed(&e),
     };
     let cache_key = (ctx.ns().to_owned(), path.to_owned());
+    let own = if ctx.sees_all() {
+        Vec::new()
+    } else {
+        own_input_files(ctx)
+    };
     let fp = (!ctx.sees_all() && status.is_success()).then(|| {
         let generation = *ctx.app.config.subscribe().borrow();
-        fingerprint(&bytes, &own_input_files(ctx), generation)
+        fingerprint(&bytes, &own, generation)
     });
     if let Some(fp) = fp {
         let cache = ctx
@@ -197,7 +201,7 @@ pub async fn object_info(ctx: &Ctx<'_>, req: &Request<Incoming>) -> Response<Bod
     if ctx.sees_all() {
         return private_json(status, &v);
     }
-    filter_all(ctx, &mut v);
+    filter_all(ctx, &mut v, &own);
     let out = bytes::Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
     if let Some(fp) = fp {
         let mut cache = ctx

@@ -64,26 +64,15 @@ impl Tenant {
     }
 
     /// Does this user own the queue/history tuple `[number, prompt_id, prompt, extra_data, …]`?
-    /// A prompt unknown to the ledger but tagged with this user's namespace is recorded as theirs.
     pub fn owns_item(&self, item: &Value) -> bool {
-        let Some(id) = item.get(1).and_then(Value::as_str) else {
-            return false;
-        };
-        match self.app.tenancy.ledger.prompt_owner(id) {
-            Some(o) => o == self.owner,
-            None => {
-                if super::filter::tagged_owner(item) == Some(self.ns.as_str()) {
-                    self.app.tenancy.ledger.record_prompt(id, &self.owner);
-                    true
-                } else {
-                    false
-                }
-            }
-        }
+        self.app
+            .tenancy
+            .ledger
+            .owns_item(item, &self.owner, &self.ns)
     }
 
     pub fn owns_prompt(&self, prompt_id: &str) -> bool {
-        self.app.tenancy.ledger.prompt_owner(prompt_id).as_deref() == Some(self.owner.as_str())
+        self.app.tenancy.ledger.owns_prompt(prompt_id, &self.owner)
     }
 
     /// The user's own pending + running count in a `/queue` answer.
