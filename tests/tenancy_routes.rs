@@ -173,3 +173,33 @@ async fn settings_and_userdata_are_per_user() {
     assert_eq!(last.header_all("comfy-user").len(), 1);
     assert_ne!(last.header("comfy-user"), Some(alice_id.as_str()));
 }
+
+#[tokio::test]
+async fn dot_segments_and_empty_segments_are_refused_before_routing() {
+    // ComfyUI's URL library normalises `..` and `.` segments (also percent-encoded ones): a path
+    // that looks like a static file to comfy-warden could reach an unfiltered route upstream.
+    let t = tenants::start().await;
+    for path in [
+        "/assets/../queue",
+        "/assets/%2e%2e/queue",
+        "/assets/%2E%2E/api/queue",
+        "/extensions/./../history",
+        "/assets/./index.js",
+        "/api//queue",
+        "/scripts/..",
+    ] {
+        let r = t.get(&t.bob, path).await;
+        assert_eq!(r.status, 400, "{path}: {}", r.text());
+    }
+    assert!(
+        t.d.received()
+            .iter()
+            .all(|r| !r.path.contains("..") && !r.path.to_ascii_lowercase().contains("%2e")),
+        "nothing of it reached ComfyUI"
+    );
+    assert_eq!(
+        t.get(&t.bob, "/assets/index.js").await.status,
+        200,
+        "a plain static path still goes through"
+    );
+}

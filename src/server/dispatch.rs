@@ -61,6 +61,12 @@ async fn route_request(
     }
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
+    if crate::tenancy::paths::is_ambiguous_request_path(&path) {
+        return Ok(body::error_json(
+            StatusCode::BAD_REQUEST,
+            "the request path contains '.', '..' or empty segments",
+        ));
+    }
 
     // comfy-warden's own routes that need no identity.
     match path.as_str() {

@@ -127,6 +127,25 @@ pub fn clean_name(name: &str) -> Result<String, PathError> {
     Ok(c)
 }
 
+/// Request paths ComfyUI would resolve differently from how comfy-warden routes them: a `.` or
+/// `..` segment (also percent-encoded, also inside a segment's encoded slashes), or an empty
+/// segment (`//`) anywhere but at the end. ComfyUI's URL library normalises those, so
+/// `/assets/../queue` — a static file to a naive router — would reach `/queue` unfiltered.
+pub fn is_ambiguous_request_path(path: &str) -> bool {
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    let segments: Vec<&str> = rest.split('/').collect();
+    let last = segments.len().saturating_sub(1);
+    segments.iter().enumerate().any(|(i, seg)| {
+        if seg.is_empty() {
+            return i != last;
+        }
+        let decoded = percent_encoding::percent_decode_str(seg).decode_utf8_lossy();
+        decoded
+            .split(['/', '\\'])
+            .any(|part| part == "." || part == "..")
+    })
+}
+
 /// Splits ComfyUI's annotation suffix: `"a/b.png [output]"` → `("a/b.png", Some(Output))`.
 pub fn split_annotation(s: &str) -> (&str, Option<Kind>) {
     for k in [Kind::Output, Kind::Input, Kind::Temp] {
@@ -245,6 +264,32 @@ mod tests {
             "a%00b",
         ] {
             assert!(clean_decoded(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ambiguous_request_paths() {
+        for bad in [
+            "/assets/../queue",
+            "/assets/%2e%2e/queue",
+            "/a/%2E/b",
+            "/api//queue",
+            "/x/.",
+            "/u/workflows%2F..%2Fx",
+            "/a/..%5Cb",
+        ] {
+            assert!(is_ambiguous_request_path(bad), "{bad}");
+        }
+        for good in [
+            "/",
+            "/api/",
+            "/assets/index.js",
+            "/userdata/workflows%2Fa.json",
+            "/view",
+            "/a/.hidden",
+            "/a/b..c",
+        ] {
+            assert!(!is_ambiguous_request_path(good), "{good}");
         }
     }
 
