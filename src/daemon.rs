@@ -191,7 +191,13 @@ async fn serve(snap: Snapshot) -> ExitCode {
         tls: tls.clone(),
         beats: beats.clone(),
     });
-    let server = tokio::spawn(listen::serve(app.clone(), listeners, serving));
+    let server = match listen::start(app.clone(), listeners, serving) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
     spawn_housekeeping(app.clone());
     crate::guard::tick::spawn(app.clone());
     if let Some(interval) = watchdog {
@@ -224,7 +230,7 @@ async fn serve(snap: Snapshot) -> ExitCode {
     tracing::info!("stopping: draining connections");
     systemd::stopping();
     let _ = shutdown_tx.send(true);
-    let _ = server.await;
+    server.join().await;
     crate::guard::tick::run_once(&app);
     crate::ops::pidfile::remove(&state_dir);
     tracing::info!("stopped");
@@ -318,6 +324,7 @@ pub fn check(dir: &Path) -> ExitCode {
     if let Some(a) = &snap.log.audit_file {
         lines.push(format!("  audit log   {}", a.display()));
     }
+    lines.push(format!("  workers     {}", snap.server.workers));
     lines.push(format!("  upstream    {}", snap.upstream.base));
     lines.push(format!("  state dir   {}", snap.files.state_dir.display()));
     let mut users: Vec<_> = snap.users.values().collect();

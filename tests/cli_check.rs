@@ -225,6 +225,22 @@ fn guard_settings_are_checked_with_file_line_and_key() {
         "{out}"
     );
 
+    for (workers, ok_expected) in [("0", false), ("1025", false), ("3", true)] {
+        cfg.server_extra = format!("workers = {workers}\n");
+        let dir = tempfile::tempdir().unwrap();
+        cfg.write(dir.path());
+        let (ok, out) = check(dir.path());
+        assert_eq!(ok, ok_expected, "workers = {workers}: {out}");
+        if ok {
+            assert!(out.contains("workers     3"), "{out}");
+        } else {
+            assert!(
+                out.contains("server.workers") && out.contains("between 1 and 1024"),
+                "{out}"
+            );
+        }
+    }
+
     let dir = valid_dir();
     std::fs::write(
         dir.path().join("ip-rules.toml"),

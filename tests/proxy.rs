@@ -1,6 +1,6 @@
 //! Proxying: what ComfyUI receives (no client comfy-user, no warden cookie, no Origin, no
 //! Authorization; forwarding headers set by comfy-warden), streaming of large bodies both
-//! ways, and a clear 502 when ComfyUI is down.
+//! ways, a clear 502 when ComfyUI is down, and the worker threads serving connections.
 mod support;
 use ::http::Method;
 use support::double::Double;
@@ -175,4 +175,63 @@ async fn comfyui_down_gives_502_page_or_json() {
     let page = get(&w.url("/"), &[("cookie", &cookie), ("accept", "text/html")]).await;
     assert_eq!(page.status, 502);
     assert!(page.text().contains("ComfyUI is unavailable"));
+}
+
+/// `server.workers` threads serve connections, each with its own event loop; many concurrent
+/// keep-alive connections are all answered, whichever worker took them.
+#[tokio::test]
+async fn workers_serve_concurrent_connections() {
+    let double = Double::start().await;
+    let mut cfg = TestConfig::new(
+        &double.url(),
+        vec![TestUser::new("alice", "alice-pw", &["user"])],
+    );
+    cfg.server_extra = "workers = 3\n".into();
+    let w = Warden::start(&cfg);
+    // The threads are named as they start, just after the listener is announced.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let names = loop {
+        let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", w.pid()))
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .map(|n| n.trim().to_string())
+            .filter(|n| n.starts_with("worker-"))
+            .collect();
+        names.sort();
+        if names.len() >= 3 || std::time::Instant::now() > deadline {
+            break names;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(names, ["worker-0", "worker-1", "worker-2"]);
+    assert_eq!(
+        w.log().matches("listening on").count(),
+        1,
+        "one announcement per listener, not per worker: {}",
+        w.log()
+    );
+
+    let token = login(&w.url(""), "alice", "alice-pw").await;
+    let cookie = cookie_header(&token);
+    let mut clients = Vec::new();
+    for _ in 0..12 {
+        let (url, cookie) = (w.url("/api/embeddings"), cookie.clone());
+        clients.push(tokio::spawn(async move {
+            // One client per task: its requests reuse one keep-alive connection.
+            let client = http::client();
+            let mut statuses = Vec::new();
+            for _ in 0..5 {
+                let req = ::http::Request::get(&url)
+                    .header("cookie", &cookie)
+                    .body(http::full(""))
+                    .unwrap();
+                statuses.push(client.request(req).await.unwrap().status().as_u16());
+            }
+            statuses
+        }));
+    }
+    for c in clients {
+        assert_eq!(c.await.unwrap(), [200; 5]);
+    }
+    assert_eq!(double.received_path("/api/embeddings").len(), 60);
 }

@@ -107,6 +107,14 @@ pub(super) fn server(
             1..=10_000_000,
             "the connection limit",
         )?,
+        workers: bounded(
+            path,
+            text,
+            &s.workers,
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+            1..=1024,
+            "the number of workers",
+        )?,
     })
 }
 

@@ -52,6 +52,9 @@ pub struct Server {
     pub max_upload_bytes: u64,
     pub max_connections_per_ip: usize,
     pub max_connections: usize,
+    /// Worker threads, each with its own event loop, accept loops and upstream pool
+    /// (`server::listen`). Taken at start; a reload does not change it.
+    pub workers: usize,
 }
 
 /// `[lockout]`, validated (see `guard::lockout`).

@@ -110,6 +110,8 @@ pub struct RawServer {
     pub max_connections_per_ip: Option<Spanned<usize>>,
     /// Open connections in total.
     pub max_connections: Option<Spanned<usize>>,
+    /// Worker threads serving connections (default: one per CPU); read at start only.
+    pub workers: Option<Spanned<usize>>,
     /// `[server.tls]`: every `listen` address speaks TLS.
     pub tls: Option<RawTls>,
     /// A plain-HTTP listener that answers every request with a redirect to https.

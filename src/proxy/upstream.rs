@@ -1,11 +1,17 @@
 //! The pooled hyper client that talks to ComfyUI, with connect and response-header timeouts
 //! (the time to the response headers is measured for the metrics).
+//!
+//! The pool is per thread: each worker (`server::listen`) runs a single-threaded event loop,
+//! and a request taking a connection that lives on its own thread is woken without crossing
+//! threads (a shared pool hands connections between workers, and every response then costs
+//! a cross-thread wake-up).
 use crate::body::Body;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use std::cell::RefCell;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -16,22 +22,36 @@ pub enum UpstreamError {
     Timeout(Duration),
 }
 
+type Pool = Client<HttpConnector, Body>;
+
+thread_local! {
+    /// This thread's pool, and the connect timeout it was built with.
+    static POOL: RefCell<Option<(Duration, Pool)>> = const { RefCell::new(None) };
+}
+
 #[derive(Clone)]
 pub struct UpstreamClient {
-    client: Client<HttpConnector, Body>,
+    connect_timeout: Duration,
 }
 
 impl UpstreamClient {
     pub fn new(connect_timeout: Duration) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(connect_timeout));
-        connector.set_nodelay(true);
-        connector.enforce_http(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(64)
-            .build(connector);
-        UpstreamClient { client }
+        UpstreamClient { connect_timeout }
+    }
+
+    /// The calling thread's pool (built on first use).
+    fn pool(&self) -> Pool {
+        POOL.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            match &*slot {
+                Some((t, pool)) if *t == self.connect_timeout => pool.clone(),
+                _ => {
+                    let pool = build(self.connect_timeout);
+                    *slot = Some((self.connect_timeout, pool.clone()));
+                    pool
+                }
+            }
+        })
     }
 
     /// Sends `req`; the timeout covers connecting and waiting for the response headers only,
@@ -43,7 +63,7 @@ impl UpstreamClient {
     ) -> Result<Response<Incoming>, UpstreamError> {
         let started = std::time::Instant::now();
         let metrics = crate::ops::metrics::global();
-        match tokio::time::timeout(timeout, self.client.request(req)).await {
+        match tokio::time::timeout(timeout, self.pool().request(req)).await {
             Err(_) => {
                 metrics.upstream_error("timeout");
                 Err(UpstreamError::Timeout(timeout))
@@ -64,4 +84,15 @@ impl UpstreamClient {
             }
         }
     }
+}
+
+fn build(connect_timeout: Duration) -> Pool {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(connect_timeout));
+    connector.set_nodelay(true);
+    connector.enforce_http(true);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(64)
+        .build(connector)
 }

@@ -29,6 +29,8 @@ pub enum ListenError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot start a worker: {0}")]
+    Worker(std::io::Error),
     #[error("a \"systemd\" listener is configured but systemd passed no usable sockets: {0}")]
     Systemd(String),
 }
@@ -128,19 +130,97 @@ pub struct Serving {
     pub beats: Arc<Heartbeats>,
 }
 
-/// Serves until `app.shutdown` turns true, then drains for at most `shutdown_grace`.
-pub async fn serve(app: Arc<App>, listeners: Vec<Bound>, serving: Arc<Serving>) {
+/// The running workers; [`Workers::join`] waits until every one has drained.
+pub struct Workers {
+    done: Vec<tokio::sync::oneshot::Receiver<bool>>,
+}
+
+impl Workers {
+    pub async fn join(self) {
+        let mut drained = true;
+        for d in self.done {
+            // An error means the worker thread ended without saying so (it panicked): nothing
+            // is left to wait for.
+            drained &= d.await.unwrap_or(false);
+        }
+        if drained {
+            tracing::info!("all connections drained");
+        }
+    }
+}
+
+/// Starts `server.workers` worker threads, each running its own single-threaded event loop
+/// with an accept loop on every listener (the listening sockets are shared; the kernel wakes
+/// the workers and one of them takes each connection). A connection lives on the worker that
+/// accepted it, together with its upstream requests (the upstream pool is per thread,
+/// `proxy::upstream`): no hand-offs between threads on the hot path, as in nginx's worker
+/// model. Each worker serves until `app.shutdown` turns true, then drains its connections for
+/// at most `shutdown_grace`. Called before the daemon reports READY.
+pub fn start(
+    app: Arc<App>,
+    listeners: Vec<Bound>,
+    serving: Arc<Serving>,
+) -> Result<Workers, ListenError> {
+    let workers = app.config.get().server.workers.max(1);
+    let mut shared = Vec::new();
+    for b in listeners {
+        let addr = b.listener.local_addr().ok();
+        let tls = b.role == Role::Main && serving.tls.is_some();
+        let std_listener = b.listener.into_std().map_err(ListenError::Worker)?;
+        announce(b.role, tls, addr);
+        shared.push((std_listener, b.role));
+    }
+    let mut done = Vec::new();
+    for i in 0..workers {
+        let mut own = Vec::new();
+        for (l, role) in &shared {
+            own.push((l.try_clone().map_err(ListenError::Worker)?, *role));
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(ListenError::Worker)?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (app, serving) = (app.clone(), serving.clone());
+        std::thread::Builder::new()
+            .name(format!("worker-{i}"))
+            .spawn(move || {
+                let drained = runtime.block_on(worker(i, app, own, serving));
+                drop(runtime);
+                let _ = tx.send(drained);
+            })
+            .map_err(ListenError::Worker)?;
+        done.push(rx);
+    }
+    Ok(Workers { done })
+}
+
+/// One worker: its accept loops until shutdown, then the drain; `true` when every connection
+/// ended before the deadline.
+async fn worker(
+    index: usize,
+    app: Arc<App>,
+    listeners: Vec<(std::net::TcpListener, Role)>,
+    serving: Arc<Serving>,
+) -> bool {
     let graceful = Arc::new(GracefulShutdown::new());
     let mut tasks = tokio::task::JoinSet::new();
-    for b in listeners {
-        let name = match b.listener.local_addr() {
-            Ok(a) => format!("accept loop {a}"),
-            Err(_) => "accept loop".into(),
+    for (std_listener, role) in listeners {
+        let listener = match TcpListener::from_std(std_listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, worker = index, "cannot register a listener");
+                continue;
+            }
+        };
+        let name = match listener.local_addr() {
+            Ok(a) => format!("worker {index} accept loop {a}"),
+            Err(_) => format!("worker {index} accept loop"),
         };
         let beat = serving.beats.register(name);
         tasks.spawn(accept_loop(
             app.clone(),
-            b,
+            Bound { listener, role },
             serving.clone(),
             graceful.clone(),
             beat,
@@ -152,12 +232,18 @@ pub async fn serve(app: Arc<App>, listeners: Vec<Bound>, serving: Arc<Serving>) 
     while tasks.join_next().await.is_some() {}
     let grace = app.config.get().server.shutdown_grace;
     let Ok(graceful) = Arc::try_unwrap(graceful) else {
-        tracing::warn!("connections still being accepted at shutdown");
-        return;
+        tracing::warn!(
+            worker = index,
+            "connections still being accepted at shutdown"
+        );
+        return false;
     };
     tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("all connections drained"),
-        _ = tokio::time::sleep(grace) => tracing::warn!(?grace, "drain deadline reached; closing remaining connections"),
+        _ = graceful.shutdown() => true,
+        _ = tokio::time::sleep(grace) => {
+            tracing::warn!(?grace, worker = index, "drain deadline reached; closing remaining connections");
+            false
+        }
     }
 }
 
@@ -192,7 +278,6 @@ async fn accept_loop(
     } else {
         None
     };
-    announce(role, tls.is_some(), listener.local_addr().ok());
     let mut tick = tokio::time::interval(serving.beats.period());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
