@@ -413,7 +413,10 @@ fn main() {
     );
     writeln!(report, "\n### Reload\n\nValidating and building the snapshot of a 10,000-user users.toml: **{reload:.0} ms** (median of 7).").unwrap();
 
-    let _ = nginx.kill();
+    // SIGQUIT: the master stops its workers (SIGKILL would leave them running, orphaned).
+    let _ = Command::new("kill")
+        .args(["-QUIT", &nginx.id().to_string()])
+        .status();
     let _ = nginx.wait();
     drop(warden);
 

@@ -187,17 +187,20 @@ async fn serve(snap: Snapshot) -> ExitCode {
         }
         None => None,
     };
+    let (dispatch, workers) =
+        match crate::server::workers::start(&app, &beats, app.config.get().server.workers) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::error!("cannot start the workers: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
     let serving = Arc::new(Serving {
         tls: tls.clone(),
         beats: beats.clone(),
+        workers: dispatch,
     });
-    let server = match listen::start(app.clone(), listeners, serving) {
-        Ok(w) => w,
-        Err(e) => {
-            tracing::error!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let server = tokio::spawn(listen::serve(app.clone(), listeners, serving));
     spawn_housekeeping(app.clone());
     crate::guard::tick::spawn(app.clone());
     if let Some(interval) = watchdog {
@@ -230,7 +233,8 @@ async fn serve(snap: Snapshot) -> ExitCode {
     tracing::info!("stopping: draining connections");
     systemd::stopping();
     let _ = shutdown_tx.send(true);
-    server.join().await;
+    let _ = server.await;
+    workers.join().await;
     crate::guard::tick::run_once(&app);
     crate::ops::pidfile::remove(&state_dir);
     tracing::info!("stopped");

@@ -36,6 +36,8 @@ pub struct Claims {
 }
 
 pub struct Keys {
+    /// Tells this key set's entries in the per-thread verified-token cache from another's.
+    id: u64,
     kid: String,
     encoding: EncodingKey,
     /// The current key and the verify-only previous ones, by key id.
@@ -62,7 +64,9 @@ impl Keys {
             .chain(previous)
             .map(|s| (s.kid.clone(), DecodingKey::from_secret(&s.bytes)))
             .collect();
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Keys {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             kid: current.kid.clone(),
             encoding: EncodingKey::from_secret(&current.bytes),
             decoding,
@@ -114,14 +118,88 @@ impl Keys {
     }
 
     /// Checks signature, algorithm, key id, issuer, audience and expiry. Any failure is `None`.
+    /// A token that passed is remembered by this thread (`verified`), so the next request
+    /// with the same cookie costs a keyed hash, a constant-time comparison and the expiry
+    /// check instead of base64, JSON and HMAC (revocation and the user's state are checked by
+    /// the caller on every request, cached or not).
     pub fn verify(&self, token: &str) -> Option<Claims> {
         if token.len() > 4096 {
             return None;
         }
+        let now = now_secs();
+        if let Some(claims) = verified::get(self.id, token, now, self.validation.leeway) {
+            return Some(claims);
+        }
         let key = self.key_for(token)?;
-        jsonwebtoken::decode::<Claims>(token, key, &self.validation)
-            .ok()
-            .map(|d| d.claims)
+        let claims = jsonwebtoken::decode::<Claims>(token, key, &self.validation)
+            .ok()?
+            .claims;
+        verified::put(self.id, token, &claims);
+        Some(claims)
+    }
+}
+
+/// Per-thread memory of tokens whose signature and claims were verified. Keyed by a keyed
+/// hash (random keys per thread) of the token; a hit also compares the whole token in
+/// constant time and re-checks the expiry. Only verified tokens enter, so it cannot be
+/// filled with junk; when full it is emptied.
+mod verified {
+    use super::Claims;
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::hash::BuildHasher;
+    use subtle::ConstantTimeEq;
+
+    const CAPACITY: usize = 4096;
+
+    struct Entry {
+        keys: u64,
+        token: Box<str>,
+        claims: Claims,
+    }
+
+    #[derive(Default)]
+    struct Cache {
+        hasher: std::collections::hash_map::RandomState,
+        entries: HashMap<u64, Entry>,
+    }
+
+    thread_local! {
+        static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
+    }
+
+    pub(super) fn get(keys: u64, token: &str, now: u64, leeway: u64) -> Option<Claims> {
+        CACHE.with(|c| {
+            let mut c = c.borrow_mut();
+            let h = c.hasher.hash_one(token);
+            let e = c.entries.get(&h)?;
+            if e.keys != keys || !bool::from(e.token.as_bytes().ct_eq(token.as_bytes())) {
+                return None;
+            }
+            if e.claims.exp.saturating_add(leeway) < now {
+                c.entries.remove(&h);
+                return None;
+            }
+            Some(e.claims.clone())
+        })
+    }
+
+    pub(super) fn put(keys: u64, token: &str, claims: &Claims) {
+        CACHE.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.entries.len() >= CAPACITY {
+                c.entries.clear();
+            }
+            let h = c.hasher.hash_one(token);
+            c.entries.insert(
+                h,
+                Entry {
+                    keys,
+                    token: token.into(),
+                    claims: claims.clone(),
+                },
+            );
+        })
     }
 }
 
@@ -354,6 +432,37 @@ mod tests {
             format!("A{}", &sig[1..])
         };
         assert!(keys(1).verify(&format!("{head}.{flipped}")).is_none());
+    }
+
+    #[test]
+    fn remembered_tokens_are_matched_whole_and_expire() {
+        let k = keys(1);
+        let (t, c) = k
+            .issue("alice", 1, Duration::from_secs(60), TokenKind::Session)
+            .unwrap();
+        assert_eq!(k.verify(&t).unwrap().jti, c.jti);
+        // Now remembered by this thread: the same token again, then tampered copies.
+        assert_eq!(k.verify(&t).unwrap().jti, c.jti);
+        let (head, sig) = t.rsplit_once('.').unwrap();
+        let last = if sig.ends_with('A') { "B" } else { "A" };
+        let tampered = format!("{head}.{}{last}", &sig[..sig.len() - 1]);
+        assert!(k.verify(&tampered).is_none());
+        assert!(k.verify(&format!("{t}x")).is_none());
+        assert!(k.verify(&t[..t.len() - 1]).is_none());
+        // Another key set does not see this one's memory.
+        assert!(keys(2).verify(&t).is_none());
+
+        // Expiry is checked on every hit (with the validation's leeway).
+        let mut old = c.clone();
+        old.exp = 1000;
+        verified::put(k.id, "tok", &old);
+        assert!(verified::get(k.id, "tok", 1004, 5).is_some());
+        assert!(verified::get(k.id + 1, "tok", 1004, 5).is_none());
+        assert!(verified::get(k.id, "tok", 1006, 5).is_none());
+        assert!(
+            verified::get(k.id, "tok", 1000, 5).is_none(),
+            "an expired entry is dropped"
+        );
     }
 
     #[test]

@@ -42,9 +42,10 @@ impl std::fmt::Debug for Connections {
     }
 }
 
-/// Kept in each request's extensions, so an upgraded connection keeps its slot.
-#[derive(Debug, Clone)]
-pub struct ConnHold(pub Arc<Slot>);
+/// Kept in each request's extensions, so an upgraded connection keeps its slot (and whatever
+/// else is released when the connection ends, such as its place in its worker's count).
+#[derive(Clone)]
+pub struct ConnHold(pub Arc<dyn std::any::Any + Send + Sync>);
 
 impl Connections {
     /// Takes a place for a connection from `subject` (`None`: a trusted proxy, only counted in

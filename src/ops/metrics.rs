@@ -29,6 +29,11 @@ struct ResultLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkerLabel {
+    worker: u32,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EventLabel {
     event: &'static str,
 }
@@ -46,6 +51,7 @@ pub struct Metrics {
     sessions: Gauge,
     websockets: Gauge,
     connections: Gauge,
+    worker_connections: Family<WorkerLabel, Gauge>,
     bans_active: Gauge,
     reload_ok: Gauge,
     reload_time: Gauge<f64, AtomicU64>,
@@ -135,6 +141,12 @@ impl Metrics {
             "Client connections open",
             connections.clone(),
         );
+        let worker_connections = Family::<WorkerLabel, Gauge>::default();
+        r.register(
+            "worker_connections_open",
+            "Client connections (and the WebSockets they became) served by each worker",
+            worker_connections.clone(),
+        );
         let bans_active = Gauge::default();
         r.register("bans_active", "Bans in force", bans_active.clone());
         let reload_ok = Gauge::default();
@@ -162,10 +174,19 @@ impl Metrics {
             sessions,
             websockets,
             connections,
+            worker_connections,
             bans_active,
             reload_ok,
             reload_time,
         }
+    }
+
+    /// The open-connection count of worker `index` (kept by `server::workers`).
+    pub fn worker_connections(&self, index: usize) -> Gauge {
+        let worker = u32::try_from(index).unwrap_or(u32::MAX);
+        self.worker_connections
+            .get_or_create(&WorkerLabel { worker })
+            .clone()
     }
 
     pub fn request(&self, route: &'static str, status: u16) {

@@ -1,8 +1,9 @@
 //! The systemd watchdog, tied to a real liveness check: the loops that must keep running (every
-//! accept loop, the configuration and certificate watchers) beat a [`Heartbeat`] at least every
-//! [`Heartbeats::period`]; `WATCHDOG=1` is sent every half `WATCHDOG_USEC` only while every
-//! heartbeat is younger than `WATCHDOG_USEC`. When one goes stale the pings stop (and that is
-//! logged once), so systemd restarts a daemon whose accept loop or watcher died or hangs.
+//! accept loop, every worker thread, the configuration and certificate watchers) beat a
+//! [`Heartbeat`] at least every [`Heartbeats::period`]; `WATCHDOG=1` is sent every half
+//! `WATCHDOG_USEC` only while every heartbeat is younger than `WATCHDOG_USEC`. When one goes
+//! stale the pings stop (and that is logged once), so systemd restarts a daemon whose accept
+//! loop, worker or watcher died or hangs.
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -8,31 +8,39 @@
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use std::net::IpAddr;
 
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authenticate",
-];
+fn is_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "proxy-authenticate"
+    )
+}
 
-const CLIENT_NEVER_FORWARDED: [&str; 9] = [
-    "comfy-user",
-    "origin",
-    "authorization",
-    "proxy-authorization",
-    "forwarded",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "x-real-ip",
-];
+fn client_never_forwarded(name: &str) -> bool {
+    matches!(
+        name,
+        "comfy-user"
+            | "origin"
+            | "authorization"
+            | "proxy-authorization"
+            | "forwarded"
+            | "x-forwarded-for"
+            | "x-forwarded-proto"
+            | "x-forwarded-host"
+            | "x-real-ip"
+    )
+}
 
-/// Removes hop-by-hop headers, and the headers the `Connection` header names.
-pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+/// Removes, in one pass over the names present, every header for which `drop` is true, the
+/// hop-by-hop ones, and those the `Connection` header names. (Names are lower case in a
+/// `HeaderMap`; `remove` takes every value of a name.)
+fn remove_where(headers: &mut HeaderMap, drop: impl Fn(&HeaderName) -> bool) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -40,12 +48,19 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
         .flat_map(|v| v.split(','))
         .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
         .collect();
-    for n in named {
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| is_hop_by_hop(n.as_str()) || named.contains(n) || drop(n))
+        .cloned()
+        .collect();
+    for n in doomed {
         headers.remove(n);
     }
-    for n in HOP_BY_HOP {
-        headers.remove(n);
-    }
+}
+
+/// Removes hop-by-hop headers, and the headers the `Connection` header names.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    remove_where(headers, |_| false);
 }
 
 /// What comfy-warden knows about the client connection, for the forwarding headers.
@@ -57,31 +72,31 @@ pub struct Forwarding<'a> {
     pub identity_header: Option<&'a http::HeaderName>,
 }
 
-/// Removes comfy-warden's own cookies from the `Cookie` header(s), keeping the others.
+/// Removes comfy-warden's own cookies from the `Cookie` header(s), keeping the others (joined
+/// into one header). A value that is not visible ASCII is dropped with them.
 pub fn strip_warden_cookies(headers: &mut HeaderMap) {
-    let values: Vec<String> = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .collect();
-    if values.is_empty() {
+    let header::Entry::Occupied(entry) = headers.entry(header::COOKIE) else {
         return;
-    }
-    headers.remove(header::COOKIE);
-    let kept: Vec<String> = values
-        .iter()
-        .flat_map(|v| v.split(';'))
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
-        .filter(|c| {
+    };
+    let (_, values) = entry.remove_entry_mult();
+    let mut kept = String::new();
+    for v in values {
+        let Ok(v) = v.to_str() else { continue };
+        for c in v.split(';').map(str::trim).filter(|c| !c.is_empty()) {
             let name = c.split('=').next().unwrap_or("").trim();
-            name != crate::auth::session::COOKIE_PLAIN && name != crate::auth::session::COOKIE_TLS
-        })
-        .map(str::to_owned)
-        .collect();
+            if name == crate::auth::session::COOKIE_PLAIN
+                || name == crate::auth::session::COOKIE_TLS
+            {
+                continue;
+            }
+            if !kept.is_empty() {
+                kept.push_str("; ");
+            }
+            kept.push_str(c);
+        }
+    }
     if !kept.is_empty()
-        && let Ok(v) = HeaderValue::from_str(&kept.join("; "))
+        && let Ok(v) = HeaderValue::from_str(&kept)
     {
         headers.insert(header::COOKIE, v);
     }
@@ -89,14 +104,10 @@ pub fn strip_warden_cookies(headers: &mut HeaderMap) {
 
 /// Prepares client request headers for ComfyUI (see the module comment).
 pub fn to_upstream(headers: &mut HeaderMap, fwd: &Forwarding<'_>) {
-    remove_hop_by_hop(headers);
-    for n in CLIENT_NEVER_FORWARDED {
-        while headers.remove(n).is_some() {}
-    }
+    remove_where(headers, |n| {
+        client_never_forwarded(n.as_str()) || fwd.identity_header == Some(n)
+    });
     strip_warden_cookies(headers);
-    if let Some(h) = fwd.identity_header {
-        while headers.remove(h).is_some() {}
-    }
     if let Ok(v) = HeaderValue::from_str(&fwd.client_ip.to_string()) {
         headers.insert("x-forwarded-for", v);
     }
@@ -132,28 +143,52 @@ mod tests {
             "cookie",
             "a=1; comfy_warden_session=tok; b=2".parse().unwrap(),
         );
+        h.append("cookie", "c=3".parse().unwrap());
+        h.append("x-remote-user", "admin".parse().unwrap());
+        h.append("X-Remote-User", "root".parse().unwrap());
         h.append("accept", "*/*".parse().unwrap());
         let host = HeaderValue::from_static("warden.example");
+        let identity = HeaderName::from_static("x-remote-user");
         to_upstream(
             &mut h,
             &Forwarding {
                 client_ip: "192.0.2.1".parse().unwrap(),
                 tls: true,
                 host: Some(&host),
-                identity_header: None,
+                identity_header: Some(&identity),
             },
         );
+        assert!(h.get("x-remote-user").is_none());
+        assert!(h.get("connection").is_none());
         assert!(h.get("comfy-user").is_none());
         assert!(
             h.get("origin").is_none()
                 && h.get("authorization").is_none()
                 && h.get("x-secret").is_none()
         );
-        assert_eq!(h.get("cookie").unwrap(), "a=1; b=2");
+        assert_eq!(h.get_all("cookie").iter().count(), 1);
+        assert_eq!(h.get("cookie").unwrap(), "a=1; b=2; c=3");
         assert_eq!(h.get("x-forwarded-for").unwrap(), "192.0.2.1");
         assert_eq!(h.get("x-forwarded-proto").unwrap(), "https");
         assert_eq!(h.get("x-forwarded-host").unwrap(), "warden.example");
         assert_eq!(h.get("accept").unwrap(), "*/*");
+    }
+
+    #[test]
+    fn answers_lose_hop_by_hop_headers() {
+        let mut h = HeaderMap::new();
+        h.append("connection", "close, x-internal".parse().unwrap());
+        h.append("x-internal", "1".parse().unwrap());
+        h.append("keep-alive", "timeout=5".parse().unwrap());
+        h.append("transfer-encoding", "chunked".parse().unwrap());
+        h.append("content-type", "application/json".parse().unwrap());
+        h.append("set-cookie", "a=1".parse().unwrap());
+        h.append("set-cookie", "b=2".parse().unwrap());
+        to_client(&mut h);
+        let mut left: Vec<_> = h.keys().map(|k| k.as_str().to_string()).collect();
+        left.sort();
+        assert_eq!(left, ["content-type", "set-cookie"]);
+        assert_eq!(h.get_all("set-cookie").iter().count(), 2);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use super::dispatch::{self, Conn};
 use super::listen::Role;
 use crate::app::App;
 use crate::body::{self, Body};
-use crate::guard::conns::{ConnHold, Slot};
+use crate::guard::conns::ConnHold;
 use http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -22,7 +22,8 @@ pub struct Accepted {
     pub stream: TcpStream,
     pub peer: SocketAddr,
     pub role: Role,
-    pub slot: Slot,
+    /// Held until the connection (or the WebSocket relay it became) ends.
+    pub hold: ConnHold,
     /// The TLS configuration for this handshake (the newest good certificate).
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub watcher: Watcher,
@@ -36,11 +37,10 @@ pub fn spawn(a: Accepted) {
             stream,
             peer,
             role,
-            slot,
+            hold,
             tls,
             watcher,
         } = a;
-        let hold = ConnHold(Arc::new(slot));
         match tls {
             None => serve(app, TokioIo::new(stream), peer, role, false, hold, watcher).await,
             Some(config) => {

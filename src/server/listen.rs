@@ -1,14 +1,14 @@
 //! Listening sockets and the accept loops: binds the configured addresses (or takes sockets from
 //! systemd), refuses connections before any HTTP or TLS work (IP rules and bans on the peer
 //! address when it is not a trusted proxy, connection limits per address and in total), hands
-//! each admitted connection to `conn`, beats a heartbeat for the systemd watchdog, and drains
-//! gracefully on shutdown (in-flight requests finish until the grace deadline).
+//! each admitted connection to a worker (`workers`, which serves and drains it), and beats a
+//! heartbeat for the systemd watchdog.
 //!
 //! Three kinds of listener: the main one (`server.listen`, TLS when `[server.tls]` is set), the
 //! redirect-only plain listener (`server.http_redirect`) and the metrics listener
 //! (`server.metrics_listen`). Under socket activation the systemd sockets named `redirect` and
 //! `metrics` (`FileDescriptorName=`) are those two; every other passed socket is a main one.
-use super::conn;
+use super::workers::{Dispatch, Handoff};
 use crate::app::App;
 use crate::config::{Listen, Snapshot};
 use crate::guard::conns::Slot;
@@ -16,7 +16,6 @@ use crate::guard::subject::Subject;
 use crate::guard::{client_ip, ip_rules};
 use crate::ops::tls::TlsStore;
 use crate::ops::watchdog::{Heartbeat, Heartbeats};
-use hyper_util::server::graceful::GracefulShutdown;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,8 +28,6 @@ pub enum ListenError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("cannot start a worker: {0}")]
-    Worker(std::io::Error),
     #[error("a \"systemd\" listener is configured but systemd passed no usable sockets: {0}")]
     Systemd(String),
 }
@@ -128,123 +125,25 @@ pub async fn bind(snap: &Snapshot) -> Result<Vec<Bound>, ListenError> {
 pub struct Serving {
     pub tls: Option<Arc<TlsStore>>,
     pub beats: Arc<Heartbeats>,
+    /// The workers that serve admitted connections.
+    pub workers: Arc<Dispatch>,
 }
 
-/// The running workers; [`Workers::join`] waits until every one has drained.
-pub struct Workers {
-    done: Vec<tokio::sync::oneshot::Receiver<bool>>,
-}
-
-impl Workers {
-    pub async fn join(self) {
-        let mut drained = true;
-        for d in self.done {
-            // An error means the worker thread ended without saying so (it panicked): nothing
-            // is left to wait for.
-            drained &= d.await.unwrap_or(false);
-        }
-        if drained {
-            tracing::info!("all connections drained");
-        }
-    }
-}
-
-/// Starts `server.workers` worker threads, each running its own single-threaded event loop
-/// with an accept loop on every listener (the listening sockets are shared; the kernel wakes
-/// the workers and one of them takes each connection). A connection lives on the worker that
-/// accepted it, together with its upstream requests (the upstream pool is per thread,
-/// `proxy::upstream`): no hand-offs between threads on the hot path, as in nginx's worker
-/// model. Each worker serves until `app.shutdown` turns true, then drains its connections for
-/// at most `shutdown_grace`. Called before the daemon reports READY.
-pub fn start(
-    app: Arc<App>,
-    listeners: Vec<Bound>,
-    serving: Arc<Serving>,
-) -> Result<Workers, ListenError> {
-    let workers = app.config.get().server.workers.max(1);
-    let mut shared = Vec::new();
-    for b in listeners {
-        let addr = b.listener.local_addr().ok();
-        let tls = b.role == Role::Main && serving.tls.is_some();
-        let std_listener = b.listener.into_std().map_err(ListenError::Worker)?;
-        announce(b.role, tls, addr);
-        shared.push((std_listener, b.role));
-    }
-    let mut done = Vec::new();
-    for i in 0..workers {
-        let mut own = Vec::new();
-        for (l, role) in &shared {
-            own.push((l.try_clone().map_err(ListenError::Worker)?, *role));
-        }
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(ListenError::Worker)?;
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let (app, serving) = (app.clone(), serving.clone());
-        std::thread::Builder::new()
-            .name(format!("worker-{i}"))
-            .spawn(move || {
-                let drained = runtime.block_on(worker(i, app, own, serving));
-                drop(runtime);
-                let _ = tx.send(drained);
-            })
-            .map_err(ListenError::Worker)?;
-        done.push(rx);
-    }
-    Ok(Workers { done })
-}
-
-/// One worker: its accept loops until shutdown, then the drain; `true` when every connection
-/// ended before the deadline.
-async fn worker(
-    index: usize,
-    app: Arc<App>,
-    listeners: Vec<(std::net::TcpListener, Role)>,
-    serving: Arc<Serving>,
-) -> bool {
-    let graceful = Arc::new(GracefulShutdown::new());
+/// Accepts until `app.shutdown` turns true (the workers then drain what they serve).
+pub async fn serve(app: Arc<App>, listeners: Vec<Bound>, serving: Arc<Serving>) {
     let mut tasks = tokio::task::JoinSet::new();
-    for (std_listener, role) in listeners {
-        let listener = match TcpListener::from_std(std_listener) {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!(error = %e, worker = index, "cannot register a listener");
-                continue;
-            }
-        };
-        let name = match listener.local_addr() {
-            Ok(a) => format!("worker {index} accept loop {a}"),
-            Err(_) => format!("worker {index} accept loop"),
+    for b in listeners {
+        let name = match b.listener.local_addr() {
+            Ok(a) => format!("accept loop {a}"),
+            Err(_) => "accept loop".into(),
         };
         let beat = serving.beats.register(name);
-        tasks.spawn(accept_loop(
-            app.clone(),
-            Bound { listener, role },
-            serving.clone(),
-            graceful.clone(),
-            beat,
-        ));
+        tasks.spawn(accept_loop(app.clone(), b, serving.clone(), beat));
     }
     let mut shutdown = app.shutdown.clone();
     crate::app::shutting_down(&mut shutdown).await;
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
-    let grace = app.config.get().server.shutdown_grace;
-    let Ok(graceful) = Arc::try_unwrap(graceful) else {
-        tracing::warn!(
-            worker = index,
-            "connections still being accepted at shutdown"
-        );
-        return false;
-    };
-    tokio::select! {
-        _ = graceful.shutdown() => true,
-        _ = tokio::time::sleep(grace) => {
-            tracing::warn!(?grace, worker = index, "drain deadline reached; closing remaining connections");
-            false
-        }
-    }
 }
 
 fn announce(role: Role, tls: bool, addr: Option<SocketAddr>) {
@@ -265,19 +164,14 @@ fn announce(role: Role, tls: bool, addr: Option<SocketAddr>) {
     }
 }
 
-async fn accept_loop(
-    app: Arc<App>,
-    bound: Bound,
-    serving: Arc<Serving>,
-    graceful: Arc<GracefulShutdown>,
-    beat: Heartbeat,
-) {
+async fn accept_loop(app: Arc<App>, bound: Bound, serving: Arc<Serving>, beat: Heartbeat) {
     let Bound { listener, role } = bound;
     let tls = if role == Role::Main {
         serving.tls.clone()
     } else {
         None
     };
+    announce(role, tls.is_some(), listener.local_addr().ok());
     let mut tick = tokio::time::interval(serving.beats.period());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -301,14 +195,19 @@ async fn accept_loop(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        conn::spawn(conn::Accepted {
-            app: app.clone(),
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot hand over a connection");
+                continue;
+            }
+        };
+        serving.workers.send(Handoff {
             stream,
             peer,
             role,
             slot,
             tls: tls.as_ref().map(|t| t.current()),
-            watcher: graceful.watcher(),
         });
     }
 }

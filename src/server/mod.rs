@@ -1,5 +1,5 @@
-//! The HTTP side facing clients: listeners and accept loops (`listen`), one connection with TLS
-//! (`conn`), the request pipeline (`dispatch`), comfy-warden's own endpoints (`routes`,
+//! The HTTP side facing clients: listeners and accept loops (`listen`), the worker threads
+//! that serve connections (`workers`), one connection with TLS (`conn`), the request pipeline (`dispatch`), comfy-warden's own endpoints (`routes`,
 //! `tokens`), administration (`admin`, `admin_users`), the first-administrator setup (`setup`),
 //! freeing ComfyUI's memory after the last sign-out (`free_memory`), the https redirect listener
 //! (`redirect`), pages (`pages`) and the frontend extension comfy-warden adds to ComfyUI
@@ -16,3 +16,4 @@ pub mod redirect;
 pub mod routes;
 pub mod setup;
 pub mod tokens;
+pub mod workers;
