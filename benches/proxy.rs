@@ -378,6 +378,7 @@ fn main() {
     let oi_warden = time_get(warden.url("/object_info"), c.clone(), 30);
     let h_direct = time_get(format!("http://{up}/history"), None, 10);
     let h_warden = time_get(warden.url("/history"), c.clone(), 10);
+    let h200_warden = time_get(warden.url("/history?max_items=200"), c.clone(), 10);
     writeln!(report, "\n### Filtering big ComfyUI answers (median request time)\n\n| answer | direct | through comfy-warden | added by filtering |\n|---|---|---|---|").unwrap();
     writeln!(
         report,
@@ -387,6 +388,7 @@ fn main() {
     )
     .unwrap();
     writeln!(report, "| `/history`, 10,000 entries (5,000 the user's) | {h_direct:.1} ms | {h_warden:.1} ms | {:.1} ms |", h_warden - h_direct).unwrap();
+    writeln!(report, "| `/history?max_items=200` (the frontend's request) of the same | {h_direct:.1} ms (whole answer) | {h200_warden:.1} ms | {:.1} ms |", h200_warden - h_direct).unwrap();
 
     // Reload of a 10,000-user users.toml (the library's loader, as the watcher runs it).
     let big = tempfile::tempdir().unwrap();

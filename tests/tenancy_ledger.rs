@@ -65,6 +65,8 @@ async fn ownership_survives_a_restart_and_a_lost_snapshot() {
         json!({}),
         "bob gains nothing from the loss"
     );
+    let his = get(&w.url("/history"), &[("cookie", &bob)]).await.json();
+    assert!(his.get(&id).is_none(), "not adopted by bob: {his}");
     let mine = get(&w.url("/history"), &[("cookie", &alice)]).await.json();
     assert!(mine.get(&id).is_some(), "rebuilt from the tag: {mine}");
     assert!(

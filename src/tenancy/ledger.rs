@@ -107,10 +107,22 @@ impl Ledger {
         let Some(id) = item.get(1).and_then(serde_json::Value::as_str) else {
             return false;
         };
+        self.owns_tagged(id, || tagged_owner(item).map(str::to_owned), owner, ns)
+    }
+
+    /// [`Ledger::owns_item`] for a tuple read in pieces: its prompt id, and its owner tag
+    /// (asked for only when the ledger does not know the id).
+    pub fn owns_tagged(
+        &self,
+        id: &str,
+        tag: impl FnOnce() -> Option<String>,
+        owner: &str,
+        ns: &str,
+    ) -> bool {
         let mut i = self.lock();
         match i.prompts.get(id) {
             Some(e) => e.owner == owner,
-            None if tagged_owner(item) == Some(ns) => {
+            None if tag().as_deref() == Some(ns) => {
                 i.prompts.insert(
                     id.to_owned(),
                     PromptEntry {
@@ -205,7 +217,12 @@ impl Ledger {
 
 /// The namespace named by a queue/history tuple's owner tag in `extra_data`, if any.
 pub fn tagged_owner(item: &serde_json::Value) -> Option<&str> {
-    item.get(3)?.get(OWNER_TAG)?.as_str()
+    owner_tag(item.get(3)?)
+}
+
+/// The owner tag in a prompt's `extra_data`.
+pub fn owner_tag(extra_data: &serde_json::Value) -> Option<&str> {
+    extra_data.get(OWNER_TAG)?.as_str()
 }
 
 fn prune_oldest<K: Clone + Eq + std::hash::Hash, V>(

@@ -8,6 +8,7 @@ use crate::body::Body;
 use crate::proxy::forward;
 use bytes::Bytes;
 use http::{Method, Response, StatusCode};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 fn items<'v>(queue: &'v Value, key: &str) -> impl Iterator<Item = &'v Value> {
@@ -191,26 +192,95 @@ pub async fn history_get(ctx: &Ctx<'_>, query: Option<&str>) -> Response<Body> {
             "max_items and offset must be integers",
         );
     };
-    let h = match ctx.call_json(Method::GET, "/history", None).await {
-        Ok(h) => h,
+    let (status, _, body) = match ctx.call(Method::GET, "/history", None).await {
+        Ok(r) => r,
         Err(e) => return ctx.upstream_failed(&e),
     };
-    let Value::Object(all) = h else {
-        return ctx.upstream_failed(&crate::proxy::upstream::UpstreamError::Unreachable(
-            "/history is not an object".into(),
-        ));
+    let all = match (status, serde_json::from_slice::<RawEntries<'_>>(&body)) {
+        (StatusCode::OK, Ok(all)) => all.0,
+        (StatusCode::OK, Err(e)) => {
+            return ctx.upstream_failed(&crate::proxy::upstream::UpstreamError::Unreachable(
+                format!("/history: {e}"),
+            ));
+        }
+        (status, _) => {
+            return ctx.upstream_failed(&crate::proxy::upstream::UpstreamError::Unreachable(
+                format!("/history answered {status}"),
+            ));
+        }
     };
-    let own: Vec<(String, Value)> = all
+    // Only the user's entries on the requested page are parsed whole; the others are skipped
+    // after reading their id (and, for ids the ledger does not know, the owner tag).
+    let own: Vec<(String, &RawValue)> = all
         .into_iter()
-        .filter(|(_, e)| ctx.sees_all() || e.get("prompt").is_some_and(|p| ctx.owns_item(p)))
+        .filter(|(_, e)| ctx.sees_all() || owns_raw_entry(ctx, e))
         .collect();
     let max_items = max_items.map(|m| m.max(0) as usize);
     let mut out = Map::new();
-    for (id, mut entry) in page(own, max_items, offset) {
+    for (id, raw) in page(own, max_items, offset) {
+        let Ok(mut entry) = serde_json::from_str::<Value>(raw.get()) else {
+            continue;
+        };
         entry_to_client(ctx, &mut entry);
         out.insert(id, entry);
     }
     private_json(StatusCode::OK, &Value::Object(out))
+}
+
+/// ComfyUI's `/history` object as its entries in order, each left unparsed.
+struct RawEntries<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for RawEntries<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
+            type Value = RawEntries<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of history entries")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut m: M,
+            ) -> Result<Self::Value, M::Error> {
+                let mut v = Vec::with_capacity(m.size_hint().unwrap_or(0));
+                while let Some(entry) = m.next_entry::<String, &'de RawValue>()? {
+                    v.push(entry);
+                }
+                Ok(RawEntries(v))
+            }
+        }
+        d.deserialize_map(Visit(std::marker::PhantomData))
+    }
+}
+
+/// Does the user own this unparsed history entry? Reads `prompt[1]` (the prompt id) and, only
+/// when the ledger does not know it, the owner tag in `prompt[3]`.
+fn owns_raw_entry(ctx: &Ctx<'_>, entry: &RawValue) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Entry<'a> {
+        #[serde(borrow)]
+        prompt: Option<Vec<&'a RawValue>>,
+    }
+    let Ok(Entry {
+        prompt: Some(prompt),
+    }) = serde_json::from_str::<Entry<'_>>(entry.get())
+    else {
+        return false;
+    };
+    let Some(Ok(id)) = prompt
+        .get(1)
+        .map(|r| serde_json::from_str::<std::borrow::Cow<'_, str>>(r.get()))
+    else {
+        return false;
+    };
+    let tag = || {
+        let extra: Value = serde_json::from_str(prompt.get(3)?.get()).ok()?;
+        super::ledger::owner_tag(&extra).map(str::to_owned)
+    };
+    ctx.app
+        .tenancy
+        .ledger
+        .owns_tagged(&id, tag, ctx.owner(), ctx.ns())
 }
 
 /// A history entry as the user may see it.
