@@ -93,6 +93,61 @@ fn rss(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// CPU time (user + system) of the processes `pids`, in seconds.
+fn cpu_secs(pids: &[u32]) -> f64 {
+    let tick = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .unwrap_or(100.0);
+    pids.iter()
+        .map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // Fields after the command name (which may hold spaces): state is field 3, utime 14.
+            let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+            let f: Vec<u64> = rest
+                .split_whitespace()
+                .map(|v| v.parse().unwrap_or(0))
+                .collect();
+            (f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)) as f64 / tick
+        })
+        .sum()
+}
+
+/// The nginx master and its workers.
+fn nginx_pids(master: u32) -> Vec<u32> {
+    let mut pids = vec![master];
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u32>().ok());
+        if ppid == Some(master) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Runs wrk while measuring the CPU the proxy `pids` use: (result, µs of proxy CPU per request).
+fn wrk_cpu(url: &str, conns: u32, secs: u64, headers: &[String], pids: &[u32]) -> (Wrk, f64) {
+    let before = cpu_secs(pids);
+    let r = wrk(url, conns, secs, headers);
+    let used = cpu_secs(pids) - before;
+    let per = used * 1e6 / (r.rps * secs as f64).max(1.0);
+    (r, per)
+}
+
 fn start_nginx(
     dir: &std::path::Path,
     upstream: std::net::SocketAddr,
@@ -191,21 +246,26 @@ fn main() {
 
     let mut report = String::new();
     let mut rows = Vec::new();
+    let mut cpu = Vec::new();
+    let ngx_pids = nginx_pids(nginx.id());
     for conns in [1u32, 64] {
         let direct = wrk(&format!("http://{up}{route}"), conns, SECS, &[]);
-        let ngx = wrk(
+        let (ngx, ngx_cpu) = wrk_cpu(
             &format!("http://127.0.0.1:{nginx_port}{route}"),
             conns,
             SECS,
             &[],
+            &ngx_pids,
         );
-        let wd = wrk(
+        let (wd, wd_cpu) = wrk_cpu(
             &warden.url(route),
             conns,
             SECS,
             std::slice::from_ref(&cookie),
+            &[wpid],
         );
         rows.push((conns, direct, ngx, wd));
+        cpu.push((conns, ngx_cpu, wd_cpu));
     }
     writeln!(
         report,
@@ -232,6 +292,13 @@ fn main() {
         }
     }
     writeln!(report).unwrap();
+    for (c, n, w) in &cpu {
+        writeln!(
+            report,
+            "- concurrency {c}: CPU time (user + system) per proxied request: nginx **{n:.1} µs**, comfy-warden **{w:.1} µs**"
+        )
+        .unwrap();
+    }
     for (c, d, n, w) in &rows {
         writeln!(
             report,

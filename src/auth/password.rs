@@ -1,6 +1,7 @@
-//! Password hashing and verification with argon2id. Verification runs on tokio's blocking pool
-//! behind a semaphore, so a flood of logins can use at most `hash_concurrency` threads and never
-//! starves the proxy; unknown users are verified against a dummy hash so timing says nothing.
+//! Password hashing and verification with argon2id. Verification runs on `hash_concurrency`
+//! dedicated threads at a lower CPU priority (nice 10), behind a semaphore: a flood of logins
+//! uses at most those threads, and when the CPU is contended the proxied traffic (and ComfyUI)
+//! comes first. Unknown users are verified against a dummy hash so timing says nothing.
 use argon2::password_hash::{
     PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng,
 };
@@ -35,7 +36,54 @@ fn verify_blocking(phc: &str, password: &str) -> bool {
 #[error("too many password checks are running; try again in a moment")]
 pub struct Busy;
 
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Starts `n` hashing threads (`password-0`, …) at nice 10; they end when the sender is dropped.
+fn start_hashers(n: usize) -> std::sync::mpsc::Sender<Job> {
+    let (tx, rx) = std::sync::mpsc::channel::<Job>();
+    let rx = Arc::new(std::sync::Mutex::new(rx));
+    for i in 0..n {
+        let rx = rx.clone();
+        let started = std::thread::Builder::new()
+            .name(format!("password-{i}"))
+            .spawn(move || {
+                lower_priority();
+                loop {
+                    let job = match rx.lock() {
+                        Ok(r) => r.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                }
+            });
+        if let Err(e) = started {
+            tracing::error!(error = %e, "cannot start a password-hashing thread");
+        }
+    }
+    tx
+}
+
+/// Lowers the calling thread's CPU priority to nice 10 (on Linux, `setpriority` with the
+/// thread id affects that thread only). Failing is harmless: hashing then competes normally.
+fn lower_priority() {
+    // SAFETY: plain system calls on the calling thread's own id; no memory is shared.
+    let rc = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10)
+    };
+    if rc != 0 {
+        tracing::debug!(
+            error = %std::io::Error::last_os_error(),
+            "cannot lower the priority of a password-hashing thread"
+        );
+    }
+}
+
 pub struct Passwords {
+    hashers: std::sync::mpsc::Sender<Job>,
     permits: Arc<Semaphore>,
     dummy: Arc<str>,
     queue_wait: Duration,
@@ -46,6 +94,7 @@ impl Passwords {
     pub fn new(concurrency: usize, queue_wait: Duration) -> Self {
         let dummy = hash(&uuid::Uuid::new_v4().to_string()).unwrap_or_default();
         Passwords {
+            hashers: start_hashers(concurrency.max(1)),
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             dummy: Arc::from(dummy),
             queue_wait,
@@ -71,12 +120,16 @@ impl Passwords {
         };
         let password = password.to_owned();
         self.computed.fetch_add(1, Ordering::Relaxed);
-        let ok = tokio::task::spawn_blocking(move || {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
             let _permit = permit;
-            verify_blocking(&phc, &password)
-        })
-        .await
-        .unwrap_or(false);
+            let _ = tx.send(verify_blocking(&phc, &password));
+        });
+        // A hashing thread that is gone (or a job that panicked) is a failed check.
+        if self.hashers.send(job).is_err() {
+            return Ok(false);
+        }
+        let ok = rx.await.unwrap_or(false);
         Ok(ok && real)
     }
 }
@@ -94,5 +147,41 @@ mod tests {
         assert!(!p.verify(Some(&h), "wrong").await.unwrap());
         assert!(!p.verify(None, "correct horse").await.unwrap());
         assert_eq!(p.computed(), 3);
+    }
+
+    #[tokio::test]
+    async fn hashing_threads_run_at_a_lower_priority() {
+        let p = Passwords::new(2, Duration::from_secs(5));
+        assert!(!p.verify(None, "x").await.unwrap());
+        let read_nices = || {
+            let mut nices = Vec::new();
+            for t in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+                let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+                if comm.trim().starts_with("password-") {
+                    let stat = std::fs::read_to_string(t.path().join("stat")).unwrap();
+                    // After the command name: state is the 1st field, nice the 17th.
+                    let rest = stat.rsplit_once(')').unwrap().1;
+                    nices.push(
+                        rest.split_whitespace()
+                            .nth(16)
+                            .unwrap()
+                            .parse::<i32>()
+                            .unwrap(),
+                    );
+                }
+            }
+            nices
+        };
+        // Each thread lowers its own priority as it starts.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut nices = read_nices();
+        while !(nices.len() >= 2 && nices.iter().all(|&n| n >= 10))
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            nices = read_nices();
+        }
+        assert!(nices.len() >= 2, "{nices:?}");
+        assert!(nices.iter().all(|&n| n >= 10), "{nices:?}");
     }
 }
