@@ -600,6 +600,8 @@ in
         SystemCallFilter = [
           "@system-service"
           "~@privileged @resources"
+          # Only to lower the priority of its own password-hashing threads (nice 10).
+          "setpriority"
         ];
         SystemCallErrorNumber = "EPERM";
       };
