@@ -170,6 +170,19 @@ async fn a_token_version_bump_revokes_everything_of_that_user() {
         .unwrap()
         .to_string();
     let bob = cookie_header(&login(&w.url(""), "bob", "bob-pw").await);
+    // Several connections, so every worker has verified (and remembers) the tokens.
+    for _ in 0..4 {
+        assert_eq!(
+            get(&w.url("/queue"), &[("cookie", &alice)]).await.status,
+            200
+        );
+        assert_eq!(
+            get(&w.url("/queue"), &[("authorization", &bearer(&t))])
+                .await
+                .status,
+            200
+        );
+    }
 
     let mut changed = users();
     changed[0].token_version = 2;

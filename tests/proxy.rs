@@ -235,7 +235,8 @@ async fn workers_serve_concurrent_connections() {
     }
     assert_eq!(double.received_path("/api/embeddings").len(), 60);
 
-    // 12 open keep-alive connections plus this metrics request: 4, 4 and 5.
+    // 12 open keep-alive connections plus this metrics request (and, if its close is not yet
+    // seen, the sign-in's): spread evenly.
     let m = get(&format!("http://{metrics_addr}/metrics"), &[]).await;
     let mut open: Vec<u64> = m
         .text()
@@ -244,6 +245,9 @@ async fn workers_serve_concurrent_connections() {
         .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
         .collect();
     open.sort();
-    assert_eq!(open, [4, 4, 5], "{}", m.text());
+    assert_eq!(open.len(), 3, "{}", m.text());
+    let total: u64 = open.iter().sum();
+    assert!((13..=14).contains(&total), "{open:?}");
+    assert!(open[2] - open[0] <= 1, "uneven: {open:?}");
     drop(kept);
 }

@@ -53,9 +53,11 @@ fn start_hashers(n: usize) -> std::sync::mpsc::Sender<Job> {
                         Ok(r) => r.recv(),
                         Err(_) => return,
                     };
-                    match job {
-                        Ok(job) => job(),
-                        Err(_) => return,
+                    let Ok(job) = job else { return };
+                    // A panicking check must not take the thread with it (its caller sees the
+                    // dropped answer and refuses as busy).
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
+                        tracing::error!("a password check panicked");
                     }
                 }
             });
@@ -66,13 +68,14 @@ fn start_hashers(n: usize) -> std::sync::mpsc::Sender<Job> {
     tx
 }
 
-/// Lowers the calling thread's CPU priority to nice 10 (on Linux, `setpriority` with the
-/// thread id affects that thread only). Failing is harmless: hashing then competes normally.
+/// Lowers the calling thread's CPU priority by 10 nice levels (on Linux, `PRIO_PROCESS` with
+/// id 0 is the calling thread only). Failing is harmless: hashing then competes normally.
 fn lower_priority() {
-    // SAFETY: plain system calls on the calling thread's own id; no memory is shared.
+    // SAFETY: plain system calls about the calling thread; no memory is shared.
     let rc = unsafe {
-        let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10)
+        // -1 is also a valid nice value; from an error it only makes the target 9.
+        let now = libc::getpriority(libc::PRIO_PROCESS, 0);
+        libc::setpriority(libc::PRIO_PROCESS, 0, (now + 10).clamp(10, 19))
     };
     if rc != 0 {
         tracing::debug!(
@@ -125,11 +128,13 @@ impl Passwords {
             let _permit = permit;
             let _ = tx.send(verify_blocking(&phc, &password));
         });
-        // A hashing thread that is gone (or a job that panicked) is a failed check.
+        // No hashing thread, or a check that panicked: refuse as busy (429), never as a wrong
+        // password, which would count towards the lockout of someone who typed it right.
         if self.hashers.send(job).is_err() {
-            return Ok(false);
+            tracing::error!("no password-hashing thread is running");
+            return Err(Busy);
         }
-        let ok = rx.await.unwrap_or(false);
+        let ok = rx.await.map_err(|_| Busy)?;
         Ok(ok && real)
     }
 }
@@ -147,6 +152,16 @@ mod tests {
         assert!(!p.verify(Some(&h), "wrong").await.unwrap());
         assert!(!p.verify(None, "correct horse").await.unwrap());
         assert_eq!(p.computed(), 3);
+    }
+
+    #[tokio::test]
+    async fn no_hashing_thread_means_busy_not_a_wrong_password() {
+        let h = hash("pw").unwrap();
+        let mut p = Passwords::new(1, Duration::from_secs(5));
+        // A pool whose threads are all gone.
+        p.hashers = std::sync::mpsc::channel().0;
+        assert!(p.verify(Some(&h), "pw").await.is_err());
+        assert!(p.verify(Some(&h), "wrong").await.is_err());
     }
 
     #[tokio::test]

@@ -66,7 +66,8 @@ impl Dispatch {
                 Err(mpsc::error::SendError((back, _load))) => h = back,
             }
         }
-        tracing::error!(peer = %h.peer, "no worker is running; connection closed");
+        // Expected only while shutting down (the workers stop taking connections first).
+        tracing::warn!(peer = %h.peer, "no worker is running; connection closed");
     }
 }
 
@@ -109,8 +110,13 @@ pub fn start(
         std::thread::Builder::new()
             .name(format!("worker-{index}"))
             .spawn(move || {
-                let drained = runtime.block_on(run(index, app, rx, beat, period));
-                drop(runtime);
+                let drained = runtime.block_on(run(index, app.clone(), rx, beat, period));
+                if !*app.shutdown.borrow() {
+                    tracing::error!(worker = index, "a worker stopped outside shutdown");
+                }
+                // Blocking tasks still running (a stuck file operation) must not hold up the
+                // exit and the final state snapshot.
+                runtime.shutdown_timeout(std::time::Duration::from_secs(1));
                 let _ = done_tx.send(drained);
             })?;
         workers.push(Worker {

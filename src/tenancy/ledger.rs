@@ -111,7 +111,7 @@ impl Ledger {
     }
 
     /// [`Ledger::owns_item`] for a tuple read in pieces: its prompt id, and its owner tag
-    /// (asked for only when the ledger does not know the id).
+    /// (asked for only when the ledger does not know the id, and outside the ledger's lock).
     pub fn owns_tagged(
         &self,
         id: &str,
@@ -119,22 +119,22 @@ impl Ledger {
         owner: &str,
         ns: &str,
     ) -> bool {
-        let mut i = self.lock();
-        match i.prompts.get(id) {
-            Some(e) => e.owner == owner,
-            None if tag().as_deref() == Some(ns) => {
-                i.prompts.insert(
-                    id.to_owned(),
-                    PromptEntry {
-                        owner: owner.to_owned(),
-                        at: now_secs(),
-                    },
-                );
-                self.dirty.store(true, Ordering::Relaxed);
-                true
-            }
-            None => false,
+        if let Some(e) = self.lock().prompts.get(id) {
+            return e.owner == owner;
         }
+        if tag().as_deref() != Some(ns) {
+            return false;
+        }
+        let mut i = self.lock();
+        // Someone may have recorded it meanwhile: the first owner stays.
+        let e = i.prompts.entry(id.to_owned()).or_insert_with(|| {
+            self.dirty.store(true, Ordering::Relaxed);
+            PromptEntry {
+                owner: owner.to_owned(),
+                at: now_secs(),
+            }
+        });
+        e.owner == owner
     }
 
     pub fn knows_prompt(&self, prompt_id: &str) -> bool {
@@ -217,12 +217,7 @@ impl Ledger {
 
 /// The namespace named by a queue/history tuple's owner tag in `extra_data`, if any.
 pub fn tagged_owner(item: &serde_json::Value) -> Option<&str> {
-    owner_tag(item.get(3)?)
-}
-
-/// The owner tag in a prompt's `extra_data`.
-pub fn owner_tag(extra_data: &serde_json::Value) -> Option<&str> {
-    extra_data.get(OWNER_TAG)?.as_str()
+    item.get(3)?.get(OWNER_TAG)?.as_str()
 }
 
 fn prune_oldest<K: Clone + Eq + std::hash::Hash, V>(

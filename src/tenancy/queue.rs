@@ -273,9 +273,15 @@ fn owns_raw_entry(ctx: &Ctx<'_>, entry: &RawValue) -> bool {
     else {
         return false;
     };
+    // Only the owner tag is read from `extra_data` (which carries the whole workflow).
+    #[derive(serde::Deserialize)]
+    struct Extra<'a> {
+        #[serde(borrow, rename = "comfy_warden_owner")]
+        owner: Option<std::borrow::Cow<'a, str>>,
+    }
     let tag = || {
-        let extra: Value = serde_json::from_str(prompt.get(3)?.get()).ok()?;
-        super::ledger::owner_tag(&extra).map(str::to_owned)
+        let extra: Extra<'_> = serde_json::from_str(prompt.get(3)?.get()).ok()?;
+        extra.owner.map(|o| o.into_owned())
     };
     ctx.app
         .tenancy
