@@ -9,7 +9,6 @@ use super::routes::{self, read_small_body};
 use crate::accounts::change::{self, Change, Edit, Refused};
 use crate::app::App;
 use crate::auth::identity::Identity;
-use crate::auth::roles::Permission;
 use crate::body::{self, Body};
 use crate::config::{Snapshot, User, UserSource};
 use http::{Method, Request, Response, StatusCode};
@@ -37,12 +36,8 @@ pub async fn handle(
     client_ip: IpAddr,
 ) -> Response<Body> {
     let path = req.uri().path().to_owned();
-    if !id.user.can(Permission::Admin) {
-        tracing::info!(target: "audit", event = "route_denied", user = %id.user.name, client_ip = %client_ip, route = %path, reason = "admin permission missing", "permission missing");
-        return body::error_json(
-            StatusCode::FORBIDDEN,
-            "Your role does not allow this (it needs the \"admin\" permission).",
-        );
+    if let Some(denied) = super::admin::require_admin(id, &path, client_ip) {
+        return denied;
     }
     let method = req.method().clone();
     if path == SESSIONS {

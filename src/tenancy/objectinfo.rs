@@ -122,10 +122,36 @@ pub fn filter_all(ctx: &Ctx<'_>, v: &mut Value, own: &[String]) {
 /// filtering and serialising ~0.5 MB of JSON is the expensive part.
 #[derive(Default)]
 pub struct FilteredCache {
-    entries: std::sync::Mutex<std::collections::HashMap<(String, String), (u64, bytes::Bytes)>>,
+    entries: std::sync::Mutex<Entries>,
 }
 
+/// (namespace, path) → (fingerprint of what it was made from, the filtered answer).
+type Entries = std::collections::HashMap<(String, String), (u64, bytes::Bytes)>;
+
 const CACHE_MAX: usize = 4096;
+
+impl FilteredCache {
+    fn entries(&self) -> std::sync::MutexGuard<'_, Entries> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The filtered answer kept under `key`, if it was made from the same fingerprint.
+    fn get(&self, key: &(String, String), fp: u64) -> Option<bytes::Bytes> {
+        match self.entries().get(key) {
+            Some((k, b)) if *k == fp => Some(b.clone()),
+            _ => None,
+        }
+    }
+
+    /// Keeps `answer` under `key` (emptied when full).
+    fn put(&self, key: (String, String), fp: u64, answer: bytes::Bytes) {
+        let mut cache = self.entries();
+        if cache.len() >= CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(key, (fp, answer));
+    }
+}
 
 fn fingerprint(upstream: &[u8], own: &[String], generation: u64) -> u64 {
     use std::hash::{Hash, Hasher};
@@ -176,19 +202,8 @@ pub async fn object_info(ctx: &Ctx<'_>, req: &Request<Incoming>) -> Response<Bod
         let generation = *ctx.app.config.subscribe().borrow();
         fingerprint(&bytes, &own, generation)
     });
-    if let Some(fp) = fp {
-        let cache = ctx
-            .app
-            .tenancy
-            .filtered
-            .entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some((k, b)) = cache.get(&cache_key)
-            && *k == fp
-        {
-            return json_bytes(status, b.clone());
-        }
+    if let Some(b) = fp.and_then(|fp| ctx.app.tenancy.filtered.get(&cache_key, fp)) {
+        return json_bytes(status, b);
     }
     let Ok(mut v) = serde_json::from_slice::<Value>(&bytes) else {
         let mut r = Response::new(body::full(bytes));
@@ -204,17 +219,7 @@ pub async fn object_info(ctx: &Ctx<'_>, req: &Request<Incoming>) -> Response<Bod
     filter_all(ctx, &mut v, &own);
     let out = bytes::Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
     if let Some(fp) = fp {
-        let mut cache = ctx
-            .app
-            .tenancy
-            .filtered
-            .entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= CACHE_MAX {
-            cache.clear();
-        }
-        cache.insert(cache_key, (fp, out.clone()));
+        ctx.app.tenancy.filtered.put(cache_key, fp, out.clone());
     }
     json_bytes(status, out)
 }
