@@ -71,6 +71,11 @@ async fn client_identity_headers_never_reach_comfyui() {
     );
     assert_eq!(req.header("x-forwarded-proto"), Some("http"));
     assert_eq!(
+        req.header_all("host"),
+        [d.addr().to_string()],
+        "one Host, ComfyUI's own address (what its Origin check compares with)"
+    );
+    assert_eq!(
         req.header("x-forwarded-host"),
         Some(w.addr.to_string().as_str())
     );

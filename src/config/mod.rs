@@ -75,6 +75,8 @@ pub struct Upstream {
     /// `http://host:port`, no path.
     pub base: http::Uri,
     pub authority: http::uri::Authority,
+    /// The `Host` header of every request to ComfyUI (its authority, made once at load).
+    pub host: http::HeaderValue,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
 }
@@ -313,9 +315,12 @@ pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
             .path_and_query("/")
             .build()
             .map_err(|_| bad("not a usable URL"))?;
+        let host = http::HeaderValue::from_str(authority.as_str())
+            .map_err(|_| bad("the host is not usable in a Host header"))?;
         Upstream {
             base,
             authority,
+            host,
             connect_timeout: w.upstream.connect_timeout.0,
             response_timeout: w.upstream.response_timeout.0,
         }

@@ -52,9 +52,9 @@ pub fn upstream_parts(
             identity_header: snap.trusted_header.as_ref().map(|t| &t.name),
         },
     );
-    if let Ok(h) = HeaderValue::from_str(snap.upstream.authority.as_str()) {
-        parts.headers.insert(header::HOST, h);
-    }
+    parts
+        .headers
+        .insert(header::HOST, snap.upstream.host.clone());
     if let Some(u) = comfy_user {
         parts.headers.insert(COMFY_USER, u.clone());
     }
@@ -139,10 +139,10 @@ pub async fn call(
 ) -> Result<(StatusCode, HeaderMap, Bytes), UpstreamError> {
     let uri = upstream_uri(snap, path_and_query)
         .map_err(|e| UpstreamError::Unreachable(e.to_string()))?;
-    let mut b = Request::builder().method(method).uri(uri);
-    if let Ok(h) = HeaderValue::from_str(snap.upstream.authority.as_str()) {
-        b = b.header(header::HOST, h);
-    }
+    let mut b = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::HOST, snap.upstream.host.clone());
     if let Some(u) = comfy_user {
         b = b.header(COMFY_USER, u.clone());
     }
