@@ -73,7 +73,7 @@ fn start_hashers(n: usize) -> std::sync::mpsc::Sender<Job> {
 fn lower_priority() {
     // SAFETY: plain system calls about the calling thread; no memory is shared.
     let rc = unsafe {
-        // -1 is also a valid nice value; from an error it only makes the target 9.
+        // -1 is also a valid nice value; read from an error it still gives the target 10.
         let now = libc::getpriority(libc::PRIO_PROCESS, 0);
         libc::setpriority(libc::PRIO_PROCESS, 0, (now + 10).clamp(10, 19))
     };
@@ -110,32 +110,52 @@ impl Passwords {
         self.computed.load(Ordering::Relaxed)
     }
 
-    /// Verifies `password` against `stored`, or against the dummy hash when there is no stored
-    /// hash (unknown or password-less user) so that both cases take the same time.
-    pub async fn verify(&self, stored: Option<&str>, password: &str) -> Result<bool, Busy> {
+    /// Runs `f` on a hashing thread once a slot is free (waiting at most `queue_wait`). No
+    /// hashing thread, a full queue, or a job that panicked: `Busy`.
+    async fn on_pool<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Busy> {
         let permit = tokio::time::timeout(self.queue_wait, self.permits.clone().acquire_owned())
             .await
             .map_err(|_| Busy)?
             .map_err(|_| Busy)?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _permit = permit;
+            let _ = tx.send(f());
+        });
+        if self.hashers.send(job).is_err() {
+            tracing::error!("no password-hashing thread is running");
+            return Err(Busy);
+        }
+        rx.await.map_err(|_| Busy)
+    }
+
+    /// Verifies `password` against `stored`, or against the dummy hash when there is no stored
+    /// hash (unknown or password-less user) so that both cases take the same time. A check
+    /// that cannot run is `Busy` (429), never a wrong password, which would count towards the
+    /// lockout of someone who typed it right.
+    pub async fn verify(&self, stored: Option<&str>, password: &str) -> Result<bool, Busy> {
         let (phc, real): (Arc<str>, bool) = match stored {
             Some(h) => (Arc::from(h), true),
             None => (self.dummy.clone(), false),
         };
         let password = password.to_owned();
         self.computed.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move || {
-            let _permit = permit;
-            let _ = tx.send(verify_blocking(&phc, &password));
-        });
-        // No hashing thread, or a check that panicked: refuse as busy (429), never as a wrong
-        // password, which would count towards the lockout of someone who typed it right.
-        if self.hashers.send(job).is_err() {
-            tracing::error!("no password-hashing thread is running");
-            return Err(Busy);
-        }
-        let ok = rx.await.map_err(|_| Busy)?;
+        let ok = self
+            .on_pool(move || verify_blocking(&phc, &password))
+            .await?;
         Ok(ok && real)
+    }
+
+    /// Hashes a new password (admin API, setup page) on the same threads as the checks.
+    pub async fn hash(&self, password: &str) -> Result<String, String> {
+        let password = password.to_owned();
+        self.on_pool(move || hash(&password))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("cannot hash the password: {e}"))
     }
 }
 
@@ -152,6 +172,8 @@ mod tests {
         assert!(!p.verify(Some(&h), "wrong").await.unwrap());
         assert!(!p.verify(None, "correct horse").await.unwrap());
         assert_eq!(p.computed(), 3);
+        let h2 = p.hash("battery staple").await.unwrap();
+        assert!(p.verify(Some(&h2), "battery staple").await.unwrap());
     }
 
     #[tokio::test]
@@ -162,6 +184,7 @@ mod tests {
         p.hashers = std::sync::mpsc::channel().0;
         assert!(p.verify(Some(&h), "pw").await.is_err());
         assert!(p.verify(Some(&h), "wrong").await.is_err());
+        assert!(p.hash("pw").await.is_err());
     }
 
     #[tokio::test]

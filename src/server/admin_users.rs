@@ -174,14 +174,14 @@ struct PatchBody {
     revoke: bool,
 }
 
-async fn hash(password: Option<String>) -> Result<Option<String>, Refused> {
+async fn hash(app: &App, password: Option<String>) -> Result<Option<String>, Refused> {
     let Some(p) = password else { return Ok(None) };
     crate::accounts::check_password(&p).map_err(|e| Refused::Invalid(e.into()))?;
-    tokio::task::spawn_blocking(move || crate::auth::password::hash(&p))
+    app.passwords
+        .hash(&p)
         .await
-        .map_err(|e| Refused::Failed(format!("hash task failed: {e}")))?
         .map(Some)
-        .map_err(|e| Refused::Failed(format!("cannot hash the password: {e}")))
+        .map_err(Refused::Failed)
 }
 
 async fn add(
@@ -199,7 +199,7 @@ async fn add(
     if snap.files.users_writable.is_none() {
         return refused(&Refused::NotConfigured);
     }
-    let password_hash = match hash(b.password).await {
+    let password_hash = match hash(app, b.password).await {
         Ok(h) => h,
         Err(e) => return refused(&e),
     };
@@ -232,7 +232,7 @@ async fn edit(
     if snap.files.users_writable.is_none() {
         return refused(&Refused::NotConfigured);
     }
-    let password_hash = match hash(b.password).await {
+    let password_hash = match hash(app, b.password).await {
         Ok(h) => h,
         Err(e) => return refused(&e),
     };

@@ -24,11 +24,8 @@ fn etag() -> &'static str {
 /// `GET`/`HEAD` of the script: `no-cache` plus an ETag, so a new daemon's script is picked up
 /// at the next page load while an unchanged one costs a 304.
 pub fn script(method: &Method, headers: &HeaderMap) -> Response<Body> {
-    if method != Method::GET && method != Method::HEAD {
-        let mut r = body::error_json(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-        r.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return r;
+    if !super::routes::is_get(method) {
+        return super::routes::method_not_allowed("GET, HEAD");
     }
     let tag = etag();
     let fresh = headers

@@ -225,25 +225,25 @@ async fn post(
         Err(Check::Wrong) => return answer(StatusCode::FORBIDDEN, WRONG, false),
         Err(_) => return answer(StatusCode::GONE, CLOSED, false),
     };
-    let password = form.password.clone();
     let files = snap.files.clone();
     let name = form.username.clone();
     let role2 = role.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        let hash = crate::auth::password::hash(&password)
-            .map_err(|e| change::Refused::Failed(format!("cannot hash the password: {e}")))?;
-        change::apply(
-            &files,
-            &Change::Add {
-                name,
-                password_hash: Some(hash),
-                roles: vec![role2],
-            },
-            false,
-        )
-    })
-    .await
-    .unwrap_or_else(|e| Err(change::Refused::Failed(format!("setup task failed: {e}"))));
+    let result = match app.passwords.hash(&form.password).await {
+        Err(e) => Err(change::Refused::Failed(e)),
+        Ok(hash) => tokio::task::spawn_blocking(move || {
+            change::apply(
+                &files,
+                &Change::Add {
+                    name,
+                    password_hash: Some(hash),
+                    roles: vec![role2],
+                },
+                false,
+            )
+        })
+        .await
+        .unwrap_or_else(|e| Err(change::Refused::Failed(format!("setup task failed: {e}")))),
+    };
     let applied = match result {
         Ok(a) => a,
         Err(e) => {

@@ -57,9 +57,11 @@ impl Dispatch {
     pub fn send(&self, mut h: Handoff) {
         let n = self.workers.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let mut order: Vec<&Worker> = (0..n).map(|i| &self.workers[(start + i) % n]).collect();
-        order.sort_by_key(|w| w.open.get());
-        for w in order {
+        let rotated = (0..n).map(|i| (start + i) % n);
+        let least_busy = rotated.clone().min_by_key(|&i| self.workers[i].open.get());
+        // A worker that is gone (only at shutdown) refuses; then the others are tried in turn.
+        for i in least_busy.into_iter().chain(rotated) {
+            let w = &self.workers[i];
             w.open.inc();
             match w.tx.send((h, Load(w.open.clone()))) {
                 Ok(()) => return,
@@ -149,9 +151,8 @@ async fn run(
         tokio::select! {
             got = rx.recv() => {
                 let Some((h, load)) = got else { break };
-                let stream = match std::net::TcpStream::set_nonblocking(&h.stream, true)
-                    .and_then(|()| tokio::net::TcpStream::from_std(h.stream))
-                {
+                // Non-blocking already (tokio's `into_std` keeps it so).
+                let stream = match tokio::net::TcpStream::from_std(h.stream) {
                     Ok(s) => s,
                     Err(e) => {
                         tracing::warn!(error = %e, worker = index, "cannot take over a connection");
