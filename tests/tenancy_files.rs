@@ -406,4 +406,53 @@ async fn repeated_object_info_answers_follow_new_files() {
         changed.json()["LoadImage"]["input"]["required"]["image"][0],
         json!(["one.png", "two.png"])
     );
+
+    // A reload that changes the rules changes the answer at once (the cache is keyed by the
+    // configuration it was filtered under).
+    assert!(changed.json().get("ImageInvert").is_some());
+    let toml = std::fs::read_to_string(t.w.path("warden.toml")).unwrap();
+    let mark = t.w.log_len();
+    t.w.replace_file(
+        "warden.toml",
+        &format!("{toml}\n[tenancy.nodes.ImageInvert]\ndenied = true\n"),
+    );
+    assert!(
+        t.w.wait_log("configuration reloaded", mark),
+        "{}",
+        t.w.log()
+    );
+    let denied = t.get(&t.alice, "/object_info").await.json();
+    assert!(
+        denied.get("ImageInvert").is_none(),
+        "a denied class is gone"
+    );
+    assert_eq!(
+        denied["LoadImage"]["input"]["required"]["image"][0],
+        json!(["one.png", "two.png"])
+    );
+}
+
+/// A query or the `/api` twin is the same route to ComfyUI and to the cache: both give the
+/// same filtered answer (and cannot be used to fill the cache with copies).
+#[tokio::test]
+async fn object_info_query_and_api_twin_give_the_same_answer() {
+    let t = tenants::start().await;
+    t.upload(&t.alice, "/upload/image", &[], "one.png", PNG)
+        .await;
+    let plain = t.get(&t.alice, "/object_info").await;
+    for variant in [
+        "/object_info?x=1",
+        "/api/object_info",
+        "/api/object_info?y=2",
+    ] {
+        let r = t.get(&t.alice, variant).await;
+        assert_eq!(r.status, 200, "{variant}");
+        assert_eq!(r.body, plain.body, "{variant}");
+    }
+    let bob = t.get(&t.bob, "/api/object_info?x=1").await.json();
+    assert_eq!(
+        bob["LoadImage"]["input"]["required"]["image"][0],
+        json!([]),
+        "never alice's cached answer"
+    );
 }

@@ -192,6 +192,9 @@ pub struct Snapshot {
     pub external_jwt: Option<identity::ExternalJwt>,
     /// The namespaces of configured users (identities from outside may not take them).
     pub namespaces: std::collections::HashSet<String>,
+    /// 0 for the snapshot loaded at start, then one more for each successful reload
+    /// (`ConfigStore::reload`): what was derived from a snapshot is tagged with it.
+    pub generation: u64,
 }
 
 impl Snapshot {
@@ -463,6 +466,7 @@ pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
         ip_rules,
         trusted_header: sources.trusted_header,
         external_jwt: sources.external_jwt,
+        generation: 0,
         namespaces,
     })
 }

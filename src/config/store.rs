@@ -65,14 +65,15 @@ impl ConfigStore {
         let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
         status.at = SystemTime::now();
         match result {
-            Ok(snap) => {
+            Ok(mut snap) => {
                 let old = self.get();
                 warn_restart_needed(&old, &snap);
+                snap.generation = old.generation + 1;
                 let snap = Arc::new(snap);
                 self.current.store(snap.clone());
                 status.ok = true;
                 status.error = None;
-                self.generation.send_modify(|g| *g += 1);
+                self.generation.send_replace(snap.generation);
                 Ok(snap)
             }
             Err(e) => {
@@ -109,5 +110,8 @@ fn warn_restart_needed(old: &Snapshot, new: &Snapshot) {
     }
     if old.log.audit_file != new.log.audit_file {
         tracing::warn!("log.audit_file changed: this takes effect after a restart");
+    }
+    if o.workers != n.workers {
+        tracing::warn!("server.workers changed: this takes effect after a restart");
     }
 }

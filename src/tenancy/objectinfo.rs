@@ -128,7 +128,8 @@ pub struct FilteredCache {
 /// (namespace, path) → (fingerprint of what it was made from, the filtered answer).
 type Entries = std::collections::HashMap<(String, String), (u64, bytes::Bytes)>;
 
-const CACHE_MAX: usize = 4096;
+/// What the cache may hold in all (answers are ~0.5 MB for a whole `/object_info`).
+const CACHE_MAX_BYTES: usize = 64 << 20;
 
 impl FilteredCache {
     fn entries(&self) -> std::sync::MutexGuard<'_, Entries> {
@@ -143,10 +144,11 @@ impl FilteredCache {
         }
     }
 
-    /// Keeps `answer` under `key` (emptied when full).
+    /// Keeps `answer` under `key` (emptied when it would hold more than `CACHE_MAX_BYTES`).
     fn put(&self, key: (String, String), fp: u64, answer: bytes::Bytes) {
         let mut cache = self.entries();
-        if cache.len() >= CACHE_MAX {
+        let held: usize = cache.values().map(|(_, b)| b.len()).sum();
+        if held + answer.len() > CACHE_MAX_BYTES {
             cache.clear();
         }
         cache.insert(key, (fp, answer));
@@ -192,15 +194,19 @@ pub async fn object_info(ctx: &Ctx<'_>, req: &Request<Incoming>) -> Response<Bod
         Ok(r) => r,
         Err(e) => return ctx.upstream_failed(&e),
     };
-    let cache_key = (ctx.ns().to_owned(), path.to_owned());
+    // ComfyUI answers by path alone (the query is ignored, `/api` is the same route): so is
+    // the cache keyed, or one user could fill it with `?1`, `?2`, ….
+    let route = req.uri().path();
+    let route = route.strip_prefix("/api").unwrap_or(route);
+    let cache_key = (ctx.ns().to_owned(), route.to_owned());
     let own = if ctx.sees_all() {
         Vec::new()
     } else {
         own_input_files(ctx)
     };
     let fp = (!ctx.sees_all() && status.is_success()).then(|| {
-        let generation = *ctx.app.config.subscribe().borrow();
-        fingerprint(&bytes, &own, generation)
+        // The snapshot the filter below uses, not whatever is in force by now.
+        fingerprint(&bytes, &own, ctx.snap.generation)
     });
     if let Some(b) = fp.and_then(|fp| ctx.app.tenancy.filtered.get(&cache_key, fp)) {
         return json_bytes(status, b);
