@@ -241,7 +241,8 @@ async fn serve(snap: Snapshot) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn after_reload(app: &App, result: &Result<(), String>) {
+/// Everything that follows a reload, whoever asked for it (watcher, SIGHUP, a user change).
+pub(crate) fn after_reload(app: &App, result: &Result<(), String>) {
     app.setup.refresh(&app.config.get());
     match result {
         Ok(()) => {

@@ -49,6 +49,14 @@ async fn tls_handshake_hsts_secure_cookie_and_alpn() {
     let ca = TestCa::new();
     let leaf = ca.leaf("first");
     let w = start_tls(&d.url(), &leaf, "", "");
+    assert!(
+        w.log().contains(&format!(
+            "setup URL: https://{}/warden/setup?token=",
+            w.addr
+        )),
+        "the first-administrator link speaks TLS too: {}",
+        w.log()
+    );
 
     let (mut c, cert) = h1(&w, &ca).await;
     assert_eq!(cert, leaf.der);

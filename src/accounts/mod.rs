@@ -10,10 +10,8 @@ pub mod file;
 pub mod setup;
 
 use crate::auth::roles::{Permission, Roles};
-use crate::config::store::ConfigStore;
 use crate::config::{Files, User, UserMap, UserSource};
 use std::path::Path;
-use std::sync::Arc;
 
 /// True when an enabled user has the `admin` permission.
 pub fn has_admin(users: &UserMap) -> bool {
@@ -62,16 +60,15 @@ pub fn check_password(password: &str) -> Result<(), &'static str> {
 
 /// Reloads the configuration at once (on the blocking pool) after the daemon changed the
 /// writable users file, so the change is live for the next request; the watcher would see it
-/// a moment later anyway. Returns the reload error, if any (the change is saved regardless).
-pub async fn reload_now(store: &Arc<ConfigStore>, setup: &setup::Setup) -> Result<(), String> {
-    let s = store.clone();
+/// a moment later anyway. What follows a reload (audit event, metrics, setup state, systemd
+/// status) is the daemon's one `after_reload`. Returns the reload error, if any (the change is
+/// saved regardless).
+pub async fn reload_now(app: &crate::app::App) -> Result<(), String> {
+    let s = app.config.clone();
     let result = tokio::task::spawn_blocking(move || s.reload().map(|_| ()))
         .await
         .map_err(|e| format!("reload task failed: {e}"))
         .and_then(|r| r.map_err(|e| e.to_string()));
-    setup.refresh(&store.get());
-    if let Err(e) = &result {
-        tracing::error!(target: "audit", event = "config_reload_failed", "configuration NOT reloaded after a user change, keeping the last good one: {e}");
-    }
+    crate::daemon::after_reload(app, &result);
     result
 }

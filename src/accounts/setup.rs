@@ -44,11 +44,16 @@ impl Setup {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// At start: remembers the first listening address (for the URL) and opens setup when no
-    /// administrator exists.
+    /// At start: remembers the first listening address (for the URL; https when the listeners
+    /// speak TLS) and opens setup when no administrator exists.
     pub fn start(&self, first_listen: Option<SocketAddr>, snap: &Snapshot) {
+        let scheme = if snap.server.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         *self.base.lock().unwrap_or_else(|p| p.into_inner()) =
-            first_listen.map(|a| format!("http://{a}"));
+            first_listen.map(|a| format!("{scheme}://{a}"));
         self.refresh(snap);
     }
 

@@ -255,7 +255,7 @@ async fn post(
     };
     drop(claim);
     tracing::warn!(target: "audit", event = "setup_admin_created", user = %form.username, client_ip = %client_ip, reason = "setup token", file = %applied.file.display(), "first administrator created through the setup page");
-    if let Err(e) = crate::accounts::reload_now(&app.config, &app.setup).await {
+    if let Err(e) = crate::accounts::reload_now(app).await {
         return answer(
             StatusCode::INTERNAL_SERVER_ERROR,
             &format!(
