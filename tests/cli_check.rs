@@ -265,3 +265,27 @@ fn guard_settings_are_checked_with_file_line_and_key() {
     assert!(ok, "{out}");
     assert!(out.contains("ban after 10 failures for 1h"), "{out}");
 }
+
+/// A relative `password_hash_file` is read from the folder of the users file that names it.
+#[test]
+fn relative_password_hash_file_is_beside_its_users_file() {
+    let dir = valid_dir();
+    let path = dir.path().join("warden.toml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("users = \"users.toml\"", "users = \"people/users.toml\"");
+    assert!(text.contains("people/users.toml"), "{text}");
+    std::fs::write(&path, text).unwrap();
+    std::fs::create_dir(dir.path().join("people")).unwrap();
+    std::fs::write(
+        dir.path().join("people/users.toml"),
+        "[users.alice]\nroles = [\"user\"]\npassword_hash_file = \"alice.phc\"\n",
+    )
+    .unwrap();
+    let (ok, out) = check(dir.path());
+    assert!(!ok, "the hash file does not exist yet: {out}");
+    assert!(out.contains("people/alice.phc"), "{out}");
+    std::fs::write(dir.path().join("people/alice.phc"), phc("pw-alice")).unwrap();
+    let (ok, out) = check(dir.path());
+    assert!(ok, "{out}");
+}
