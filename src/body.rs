@@ -75,11 +75,12 @@ fn with_type(
 }
 
 pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
-    with_type(
-        status,
-        "application/json",
-        serde_json::to_vec(value).unwrap_or_default(),
-    )
+    json_bytes(status, serde_json::to_vec(value).unwrap_or_default())
+}
+
+/// JSON already serialised.
+pub fn json_bytes(status: StatusCode, json: impl Into<Bytes>) -> Response<Body> {
+    with_type(status, "application/json", json)
 }
 
 /// `{"error": message}` with the given status.

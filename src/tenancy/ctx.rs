@@ -60,14 +60,25 @@ impl Ctx<'_> {
         path: &str,
         json: Option<&Value>,
     ) -> Result<Value, UpstreamError> {
+        let body = self.call_ok(method, path, json).await?;
+        serde_json::from_slice(&body)
+            .map_err(|e| UpstreamError::Unreachable(format!("{path}: {e}")))
+    }
+
+    /// [`Ctx::call`] for a 200 answer: its body, or an error naming the status.
+    pub async fn call_ok(
+        &self,
+        method: Method,
+        path: &str,
+        json: Option<&Value>,
+    ) -> Result<Bytes, UpstreamError> {
         let (status, _, body) = self.call(method, path, json).await?;
         if status != StatusCode::OK {
             return Err(UpstreamError::Unreachable(format!(
                 "{path} answered {status}"
             )));
         }
-        serde_json::from_slice(&body)
-            .map_err(|e| UpstreamError::Unreachable(format!("{path}: {e}")))
+        Ok(body)
     }
 
     pub fn tenant(&self) -> super::tenant::Tenant {
@@ -129,7 +140,12 @@ impl Ctx<'_> {
 
 /// A JSON answer about one user's data: never cached by shared caches.
 pub fn private_json(status: StatusCode, v: &Value) -> Response<Body> {
-    let mut r = body::json(status, v);
+    private_json_bytes(status, serde_json::to_vec(v).unwrap_or_default())
+}
+
+/// [`private_json`] for JSON already serialised.
+pub fn private_json_bytes(status: StatusCode, json: impl Into<Bytes>) -> Response<Body> {
+    let mut r = body::json_bytes(status, json);
     r.headers_mut().insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("private, no-store"),

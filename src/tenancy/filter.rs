@@ -64,10 +64,7 @@ pub fn clean_extra_data(extra: &mut Value) {
 
 /// Removes `NS/` and absolute paths into ComfyUI's folders from a message.
 pub fn redact(text: &str, ns: &str) -> String {
-    let without_ns = text
-        .replace(&format!("3d/{ns}/"), "3d/")
-        .replace(&format!("{ns}/"), "")
-        .replace(ns, "");
+    let without_ns = strip_ns(text, ns).replace(ns, "");
     let mut out = String::with_capacity(without_ns.len());
     for (i, piece) in without_ns.split(' ').enumerate() {
         if i > 0 {

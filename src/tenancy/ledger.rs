@@ -88,10 +88,6 @@ impl Ledger {
         self.dirty.store(true, Ordering::Relaxed);
     }
 
-    pub fn prompt_owner(&self, prompt_id: &str) -> Option<String> {
-        self.lock().prompts.get(prompt_id).map(|e| e.owner.clone())
-    }
-
     /// Is `owner` the owner of `prompt_id`?
     pub fn owns_prompt(&self, prompt_id: &str, owner: &str) -> bool {
         self.lock()
@@ -243,7 +239,7 @@ mod tests {
         l.record_file(Kind::Temp, "", "ComfyUI_temp_abcde_00001_.png", "bob");
         l.save_if_dirty().unwrap();
         let l2 = Ledger::open(dir.path());
-        assert_eq!(l2.prompt_owner("p1").as_deref(), Some("alice"));
+        assert!(l2.owns_prompt("p1", "alice") && !l2.owns_prompt("p1", "bob"));
         assert_eq!(
             l2.file_owner(Kind::Temp, "", "ComfyUI_temp_abcde_00001_.png")
                 .as_deref(),

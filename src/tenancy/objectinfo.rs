@@ -164,25 +164,6 @@ fn fingerprint(upstream: &[u8], own: &[String], generation: u64) -> u64 {
     h.finish()
 }
 
-fn json_bytes(status: http::StatusCode, bytes: bytes::Bytes) -> Response<Body> {
-    let mut r = Response::new(body::full(bytes));
-    *r.status_mut() = status;
-    let h = r.headers_mut();
-    h.insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    h.insert(
-        http::header::CACHE_CONTROL,
-        http::HeaderValue::from_static("private, no-store"),
-    );
-    h.insert(
-        http::header::X_CONTENT_TYPE_OPTIONS,
-        http::HeaderValue::from_static("nosniff"),
-    );
-    r
-}
-
 pub async fn object_info(ctx: &Ctx<'_>, req: &Request<Incoming>) -> Response<Body> {
     let path = req
         .uri()
@@ -209,7 +190,7 @@ pub async fn object_info(ctx: &Ctx<'_>, req: &Request<Incoming>) -> Response<Bod
         fingerprint(&bytes, &own, ctx.snap.generation)
     });
     if let Some(b) = fp.and_then(|fp| ctx.app.tenancy.filtered.get(&cache_key, fp)) {
-        return json_bytes(status, b);
+        return super::ctx::private_json_bytes(status, b);
     }
     let Ok(mut v) = serde_json::from_slice::<Value>(&bytes) else {
         let mut r = Response::new(body::full(bytes));
@@ -227,5 +208,5 @@ pub async fn object_info(ctx: &Ctx<'_>, req: &Request<Incoming>) -> Response<Bod
     if let Some(fp) = fp {
         ctx.app.tenancy.filtered.put(cache_key, fp, out.clone());
     }
-    json_bytes(status, out)
+    super::ctx::private_json_bytes(status, out)
 }

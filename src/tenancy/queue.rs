@@ -192,20 +192,15 @@ pub async fn history_get(ctx: &Ctx<'_>, query: Option<&str>) -> Response<Body> {
             "max_items and offset must be integers",
         );
     };
-    let (status, _, body) = match ctx.call(Method::GET, "/history", None).await {
-        Ok(r) => r,
+    let body = match ctx.call_ok(Method::GET, "/history", None).await {
+        Ok(b) => b,
         Err(e) => return ctx.upstream_failed(&e),
     };
-    let all = match (status, serde_json::from_slice::<RawEntries<'_>>(&body)) {
-        (StatusCode::OK, Ok(all)) => all.0,
-        (StatusCode::OK, Err(e)) => {
+    let all = match serde_json::from_slice::<RawEntries<'_>>(&body) {
+        Ok(all) => all.0,
+        Err(e) => {
             return ctx.upstream_failed(&crate::proxy::upstream::UpstreamError::Unreachable(
                 format!("/history: {e}"),
-            ));
-        }
-        (status, _) => {
-            return ctx.upstream_failed(&crate::proxy::upstream::UpstreamError::Unreachable(
-                format!("/history answered {status}"),
             ));
         }
     };
