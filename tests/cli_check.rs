@@ -121,6 +121,10 @@ fn unknown_role_and_bad_user_name_are_named() {
     .unwrap();
     let (ok, out) = check(dir.path());
     assert!(!ok && out.contains("not a valid user name"), "{out}");
+    assert!(
+        out.contains("not starting with . or -"),
+        "the whole rule is told: {out}"
+    );
 }
 
 #[test]

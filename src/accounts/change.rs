@@ -119,16 +119,24 @@ pub struct Applied {
 
 /// Applies `change` to the writable users file. With `keep_an_admin`, a change that would
 /// leave no enabled administrator (where there was one) is refused.
+/// A user name the users file may hold ([`config::valid_name`]).
+pub fn check_name(name: &str) -> Result<(), Refused> {
+    if config::valid_name(name) {
+        Ok(())
+    } else {
+        Err(Refused::Invalid(format!(
+            "{name:?} is not a valid user name: {}",
+            config::NAME_RULE
+        )))
+    }
+}
+
 pub fn apply(files: &Files, change: &Change, keep_an_admin: bool) -> Result<Applied, Refused> {
     let Some(path) = files.users_writable.clone() else {
         return Err(Refused::NotConfigured);
     };
     let name = change.name();
-    if !config::valid_name(name) {
-        return Err(Refused::Invalid(format!(
-            "{name:?} is not a valid user name: use 1-64 of A-Z a-z 0-9 . _ @ -, not starting with . or -"
-        )));
-    }
+    check_name(name)?;
     let roles = config::load_roles(files.roles.as_deref())
         .map_err(|e| Refused::Failed(format!("cannot read the roles: {e}")))?;
     let wanted_roles = match change {

@@ -197,11 +197,7 @@ fn precheck(snap: &Snapshot, name: &str, adding: bool) -> Result<(), Refused> {
     if snap.files.users_writable.is_none() {
         return Err(Refused::NotConfigured);
     }
-    if !config::valid_name(name) {
-        return Err(Refused::Invalid(format!(
-            "{name:?} is not a valid user name: use 1-64 of A-Z a-z 0-9 . _ @ -, not starting with . or -"
-        )));
-    }
+    super::change::check_name(name)?;
     match snap.user(name) {
         Some(u) if u.source == UserSource::Declarative => Err(Refused::Declarative {
             name: name.to_owned(),

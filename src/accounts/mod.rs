@@ -52,7 +52,9 @@ pub fn check_password(password: &str) -> Result<(), &'static str> {
     if password.is_empty() {
         return Err("the password must not be empty");
     }
-    if password.len() > 1024 {
+    // The message names the limit: keep them together.
+    const _: () = assert!(crate::auth::password::MAX_LEN == 1024);
+    if password.len() > crate::auth::password::MAX_LEN {
         return Err("the password must be at most 1024 bytes long");
     }
     Ok(())

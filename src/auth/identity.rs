@@ -214,7 +214,7 @@ async fn basic_identity(
         tracing::debug!(client_ip = %client_ip, wait, "HTTP Basic refused: locked out");
         return Err(Refusal::Locked(wait));
     }
-    let ok = password.len() <= 1024
+    let ok = password.len() <= super::password::MAX_LEN
         && app
             .passwords
             .verify(stored.as_deref(), password)

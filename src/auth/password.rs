@@ -11,6 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
+/// The longest password accepted anywhere (sign-in, HTTP Basic, new passwords); longer ones
+/// are refused without hashing.
+pub const MAX_LEN: usize = 1024;
+
 /// OWASP's recommended argon2id parameters (m=19456 KiB, t=2, p=1).
 pub fn owasp_params() -> Params {
     Params::new(19_456, 2, 1, None).unwrap_or_default()

@@ -507,6 +507,9 @@ pub fn load_roles(path: Option<&Path>) -> Result<Roles, ConfigError> {
     Ok(roles)
 }
 
+/// [`valid_name`]'s rule, as error messages say it.
+pub const NAME_RULE: &str = "use 1-64 of A-Z a-z 0-9 . _ @ -, not starting with . or -";
+
 /// User and role names: 1–64 of `A-Z a-z 0-9 . _ @ -`, not starting with `.` or `-`.
 pub fn valid_name(n: &str) -> bool {
     !n.is_empty()
@@ -584,10 +587,7 @@ fn add_users(
         if !valid_name(name.get_ref()) {
             return Err(at(
                 name.span().start,
-                format!(
-                    "{:?} is not a valid user name: use 1-64 of A-Z a-z 0-9 . _ @ -",
-                    name.get_ref()
-                ),
+                format!("{:?} is not a valid user name: {NAME_RULE}", name.get_ref()),
             ));
         }
         if acc.users.contains_key(name.get_ref().as_str()) {

@@ -150,7 +150,7 @@ pub async fn login(
     }
     let user = snap.user(&form.username).cloned();
     let stored = user.as_ref().and_then(|u| u.password_hash.as_deref());
-    let verified = if form.password.len() > 1024 {
+    let verified = if form.password.len() > crate::auth::password::MAX_LEN {
         Ok(false)
     } else {
         app.passwords.verify(stored, &form.password).await
