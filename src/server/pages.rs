@@ -31,6 +31,34 @@ pub fn escape(s: &str) -> String {
     out
 }
 
+/// Fills `{{key}}` placeholders in one pass, so a value can never inject another placeholder.
+pub fn render(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(template.len() + 256);
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        match after.find("}}").and_then(|end| {
+            let key = &after[..end];
+            values
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| (end, *v))
+        }) {
+            Some((end, v)) => {
+                out.push_str(v);
+                rest = &after[end + 2..];
+            }
+            None => {
+                out.push_str("{{");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 pub fn login_page(next: &str, username: &str, error: Option<&str>) -> String {
     let error = error
         .map(|e| {
@@ -40,27 +68,39 @@ pub fn login_page(next: &str, username: &str, error: Option<&str>) -> String {
             )
         })
         .unwrap_or_default();
-    LOGIN
-        .replace("{{error}}", &error)
-        .replace("{{next}}", &escape(next))
-        .replace("{{username}}", &escape(username))
+    render(
+        LOGIN,
+        &[
+            ("error", &error),
+            ("next", &escape(next)),
+            ("username", &escape(username)),
+        ],
+    )
 }
 
 pub fn token_page(user: &str, max: &str, error: Option<&str>) -> String {
     let message = error
         .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)))
         .unwrap_or_default();
-    TOKEN
-        .replace("{{message}}", &message)
-        .replace("{{user}}", &escape(user))
-        .replace("{{max}}", &escape(max))
+    render(
+        TOKEN,
+        &[
+            ("message", &message),
+            ("user", &escape(user)),
+            ("max", &escape(max)),
+        ],
+    )
 }
 
 pub fn token_issued_page(label: &str, token: &str, expires: &str) -> String {
-    TOKEN_ISSUED
-        .replace("{{label}}", &escape(label))
-        .replace("{{token}}", &escape(token))
-        .replace("{{expires}}", &escape(expires))
+    render(
+        TOKEN_ISSUED,
+        &[
+            ("label", &escape(label)),
+            ("token", &escape(token)),
+            ("expires", &escape(expires)),
+        ],
+    )
 }
 
 /// A short page with a way back to ComfyUI.
@@ -73,10 +113,14 @@ pub fn message_page_with(title: &str, message: &str, link: Option<(&str, &str)>)
     let link = link
         .map(|(href, text)| format!("<p><a href=\"{}\">{}</a></p>", escape(href), escape(text)))
         .unwrap_or_default();
-    MESSAGE
-        .replace("{{title}}", &escape(title))
-        .replace("{{message}}", &escape(message))
-        .replace("{{link}}", &link)
+    render(
+        MESSAGE,
+        &[
+            ("title", &escape(title)),
+            ("message", &escape(message)),
+            ("link", &link),
+        ],
+    )
 }
 
 /// A page answer with the strict CSP and anti-framing headers.
@@ -130,6 +174,18 @@ mod tests {
         assert!(p.contains("&lt;b&gt;"));
         assert!(p.contains("a &amp; b"));
         assert!(!p.contains("<script>"));
+    }
+
+    #[test]
+    fn one_pass_rendering() {
+        assert_eq!(
+            render("a {{x}} b {{y}} {{z}}", &[("x", "{{y}}"), ("y", "2")]),
+            "a {{y}} b 2 {{z}}"
+        );
+        // A value that looks like a placeholder stays as it is.
+        let p = login_page("/", "{{next}}", Some("{{username}}"));
+        assert!(p.contains("value=\"{{next}}\""), "{p}");
+        assert!(p.contains(">{{username}}</p>"), "{p}");
     }
 
     #[test]

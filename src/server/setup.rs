@@ -36,34 +36,6 @@ pub async fn handle(
     }
 }
 
-/// Fills `{{key}}` placeholders in one pass, so a value can never inject another placeholder.
-fn render(template: &str, values: &[(&str, &str)]) -> String {
-    let mut out = String::with_capacity(template.len() + 256);
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        match after.find("}}").and_then(|end| {
-            let key = &after[..end];
-            values
-                .iter()
-                .find(|(k, _)| *k == key)
-                .map(|(_, v)| (end, *v))
-        }) {
-            Some((end, v)) => {
-                out.push_str(v);
-                rest = &after[end + 2..];
-            }
-            None => {
-                out.push_str("{{");
-                rest = after;
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
 fn form_page(
     status: StatusCode,
     token: &str,
@@ -73,7 +45,7 @@ fn form_page(
     let error = error
         .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", pages::escape(e)))
         .unwrap_or_default();
-    let html = render(
+    let html = pages::render(
         PAGE,
         &[
             ("error", &error),
@@ -272,18 +244,5 @@ async fn post(
         )
     } else {
         body::redirect(StatusCode::SEE_OTHER, "/login")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::render;
-
-    #[test]
-    fn one_pass_rendering() {
-        assert_eq!(
-            render("a {{x}} b {{y}} {{z}}", &[("x", "{{y}}"), ("y", "2")]),
-            "a {{y}} b 2 {{z}}"
-        );
     }
 }
