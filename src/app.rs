@@ -1,11 +1,10 @@
 //! The shared state of a running daemon: live configuration, keys, password verifier, session
-//! table, upstream client, guard state (lockout, connection counts), counters and the shutdown
+//! table, guard state (lockout, connection counts), counters and the shutdown
 //! signal.
 use crate::auth::basic::BasicCache;
 use crate::auth::password::Passwords;
 use crate::auth::session::{Keys, SessionTable};
 use crate::config::store::ConfigStore;
-use crate::proxy::upstream::UpstreamClient;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
@@ -24,7 +23,6 @@ pub struct App {
     pub passwords: Passwords,
     pub basic_cache: BasicCache,
     pub sessions: SessionTable,
-    pub upstream: UpstreamClient,
     pub counters: Counters,
     pub tenancy: crate::tenancy::Tenancy,
     pub lockout: crate::guard::lockout::Lockout,

@@ -9,7 +9,6 @@ use crate::config::{self, Listen, Snapshot, store::ConfigStore};
 use crate::ops::tls::TlsStore;
 use crate::ops::watchdog::Heartbeats;
 use crate::ops::{metrics, systemd};
-use crate::proxy::upstream::UpstreamClient;
 use crate::server::listen::{self, Serving};
 use std::path::Path;
 use std::process::ExitCode;
@@ -119,7 +118,6 @@ async fn serve(snap: Snapshot) -> ExitCode {
         tracing::warn!(file = %snap.files.users.display(), "no users are configured: nobody can sign in");
     }
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let upstream = UpstreamClient::new(snap.upstream.connect_timeout);
     let passwords = Passwords::new(snap.auth.hash_concurrency, HASH_QUEUE_WAIT);
     let lockout = crate::guard::lockout::Lockout::open(&snap.files.state_dir);
     let store = Arc::new(ConfigStore::new(snap));
@@ -129,7 +127,6 @@ async fn serve(snap: Snapshot) -> ExitCode {
         passwords,
         basic_cache: crate::auth::basic::BasicCache::new(&secret.bytes),
         sessions: SessionTable::open(&store.get().files.state_dir),
-        upstream,
         counters: Counters::default(),
         tenancy: crate::tenancy::Tenancy::new(&store.get().files.state_dir),
         lockout,

@@ -2,8 +2,7 @@
 //! it arrives and ComfyUI's comes down the same way. Tenancy handlers use the same pieces to
 //! forward a rewritten request, or to make their own small JSON calls (`call`).
 use super::headers::{self, Forwarding};
-use super::upstream::UpstreamError;
-use crate::app::App;
+use super::upstream::{self, UpstreamError};
 use crate::body::{self, Body};
 use crate::config::Snapshot;
 use bytes::Bytes;
@@ -65,18 +64,11 @@ pub fn upstream_parts(
 
 /// Sends a prepared request; ComfyUI's answer streams back with hop-by-hop headers removed.
 pub async fn send(
-    app: &App,
     snap: &Snapshot,
     parts: Parts,
     body: Body,
 ) -> Result<Response<Incoming>, UpstreamError> {
-    let mut resp = app
-        .upstream
-        .send(
-            Request::from_parts(parts, body),
-            snap.upstream.response_timeout,
-        )
-        .await?;
+    let mut resp = upstream::send(Request::from_parts(parts, body), &snap.upstream).await?;
     headers::to_client(resp.headers_mut());
     Ok(resp)
 }
@@ -88,7 +80,6 @@ pub fn stream_back(resp: Response<Incoming>) -> Response<Body> {
 
 /// Forwards the request as it is (path and query untouched), with the given `comfy-user`.
 pub async fn forward(
-    app: &App,
     snap: &Snapshot,
     req: Request<Incoming>,
     client_ip: IpAddr,
@@ -106,7 +97,7 @@ pub async fn forward(
     if upstream_parts(snap, &mut parts, &pq, client_ip, tls, comfy_user).is_err() {
         return body::error_json(StatusCode::BAD_REQUEST, "the request path is not valid");
     }
-    match send(app, snap, parts, body::stream(incoming)).await {
+    match send(snap, parts, body::stream(incoming)).await {
         Ok(resp) => stream_back(resp),
         Err(e) => {
             tracing::warn!(error = %e, "upstream request failed");
@@ -130,7 +121,6 @@ pub async fn read_body(
 
 /// comfy-warden's own call to ComfyUI (not on behalf of a client request's body).
 pub async fn call(
-    app: &App,
     snap: &Snapshot,
     method: Method,
     path_and_query: &str,
@@ -156,10 +146,7 @@ pub async fn call(
     let req = b
         .body(body)
         .map_err(|e| UpstreamError::Unreachable(e.to_string()))?;
-    let resp = app
-        .upstream
-        .send(req, snap.upstream.response_timeout)
-        .await?;
+    let resp = upstream::send(req, &snap.upstream).await?;
     let (parts, bytes) = read_body(resp).await?;
     Ok((parts.status, parts.headers, bytes))
 }

@@ -29,59 +29,50 @@ thread_local! {
     static POOL: RefCell<Option<(Duration, Pool)>> = const { RefCell::new(None) };
 }
 
-#[derive(Clone)]
-pub struct UpstreamClient {
-    connect_timeout: Duration,
+/// The calling thread's pool (built on first use, and again when the connect timeout was
+/// changed by a reload).
+fn pool(connect_timeout: Duration) -> Pool {
+    POOL.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        match &*slot {
+            Some((t, pool)) if *t == connect_timeout => pool.clone(),
+            _ => {
+                let pool = build(connect_timeout);
+                *slot = Some((connect_timeout, pool.clone()));
+                pool
+            }
+        }
+    })
 }
 
-impl UpstreamClient {
-    pub fn new(connect_timeout: Duration) -> Self {
-        UpstreamClient { connect_timeout }
-    }
-
-    /// The calling thread's pool (built on first use).
-    fn pool(&self) -> Pool {
-        POOL.with(|cell| {
-            let mut slot = cell.borrow_mut();
-            match &*slot {
-                Some((t, pool)) if *t == self.connect_timeout => pool.clone(),
-                _ => {
-                    let pool = build(self.connect_timeout);
-                    *slot = Some((self.connect_timeout, pool.clone()));
-                    pool
-                }
+/// Sends `req` with the timeouts of `upstream` (the snapshot in force): the response timeout
+/// covers connecting and waiting for the response headers only, the body then streams for as
+/// long as it takes.
+pub async fn send(
+    req: Request<Body>,
+    upstream: &crate::config::Upstream,
+) -> Result<Response<Incoming>, UpstreamError> {
+    let timeout = upstream.response_timeout;
+    let started = std::time::Instant::now();
+    let metrics = crate::ops::metrics::global();
+    match tokio::time::timeout(timeout, pool(upstream.connect_timeout).request(req)).await {
+        Err(_) => {
+            metrics.upstream_error("timeout");
+            Err(UpstreamError::Timeout(timeout))
+        }
+        Ok(Err(e)) => {
+            metrics.upstream_error("unreachable");
+            let mut msg = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                msg = format!("{msg}: {s}");
+                src = s.source();
             }
-        })
-    }
-
-    /// Sends `req`; the timeout covers connecting and waiting for the response headers only,
-    /// the body then streams for as long as it takes.
-    pub async fn send(
-        &self,
-        req: Request<Body>,
-        timeout: Duration,
-    ) -> Result<Response<Incoming>, UpstreamError> {
-        let started = std::time::Instant::now();
-        let metrics = crate::ops::metrics::global();
-        match tokio::time::timeout(timeout, self.pool().request(req)).await {
-            Err(_) => {
-                metrics.upstream_error("timeout");
-                Err(UpstreamError::Timeout(timeout))
-            }
-            Ok(Err(e)) => {
-                metrics.upstream_error("unreachable");
-                let mut msg = e.to_string();
-                let mut src = std::error::Error::source(&e);
-                while let Some(s) = src {
-                    msg = format!("{msg}: {s}");
-                    src = s.source();
-                }
-                Err(UpstreamError::Unreachable(msg))
-            }
-            Ok(Ok(resp)) => {
-                metrics.upstream(started.elapsed());
-                Ok(resp)
-            }
+            Err(UpstreamError::Unreachable(msg))
+        }
+        Ok(Ok(resp)) => {
+            metrics.upstream(started.elapsed());
+            Ok(resp)
         }
     }
 }

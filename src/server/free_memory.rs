@@ -18,7 +18,7 @@ pub fn after_last_session(app: &Arc<App>, user: &str, client_ip: IpAddr) {
     tokio::spawn(async move {
         let snap = app.config.get();
         let body = serde_json::json!({ "unload_models": true, "free_memory": true });
-        match forward::call(&app, &snap, Method::POST, "/free", None, Some(&body)).await {
+        match forward::call(&snap, Method::POST, "/free", None, Some(&body)).await {
             Ok((status, _, _)) if status.is_success() => {
                 tracing::info!(event = "free_memory_done", user = %user, "ComfyUI freed memory after the last session ended");
             }

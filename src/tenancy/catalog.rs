@@ -2,7 +2,6 @@
 //! custom node or API node) and whether they are output nodes. Fetched on demand, shared, and
 //! refreshed when older than [`MAX_AGE`] or whenever a client's `/object_info` passes through.
 use super::prompt::Catalog;
-use crate::app::App;
 use crate::config::Snapshot;
 use crate::proxy::{forward, upstream::UpstreamError};
 use http::{Method, StatusCode};
@@ -17,7 +16,7 @@ pub struct CatalogCache {
 }
 
 impl CatalogCache {
-    pub async fn get(&self, app: &App, snap: &Snapshot) -> Result<Arc<Catalog>, UpstreamError> {
+    pub async fn get(&self, snap: &Snapshot) -> Result<Arc<Catalog>, UpstreamError> {
         let mut c = self.cached.lock().await;
         if let Some((at, cat)) = c.as_ref()
             && at.elapsed() < MAX_AGE
@@ -25,7 +24,7 @@ impl CatalogCache {
             return Ok(cat.clone());
         }
         let (status, _, body) =
-            forward::call(app, snap, Method::GET, "/object_info", None, None).await?;
+            forward::call(snap, Method::GET, "/object_info", None, None).await?;
         if status != StatusCode::OK {
             return Err(UpstreamError::Unreachable(format!(
                 "/object_info answered {status}"

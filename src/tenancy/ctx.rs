@@ -42,15 +42,7 @@ impl Ctx<'_> {
         path: &str,
         json: Option<&Value>,
     ) -> Result<(StatusCode, HeaderMap, Bytes), UpstreamError> {
-        forward::call(
-            self.app,
-            self.snap,
-            method,
-            path,
-            Some(&self.comfy_user),
-            json,
-        )
-        .await
+        forward::call(self.snap, method, path, Some(&self.comfy_user), json).await
     }
 
     /// Like [`Ctx::call`] for a JSON answer that must be 200.
@@ -99,7 +91,6 @@ impl Ctx<'_> {
     /// Forwards the request as it is (path and query untouched), with this user's `comfy-user`.
     pub async fn forward(&self, req: http::Request<hyper::body::Incoming>) -> Response<Body> {
         forward::forward(
-            self.app,
             self.snap,
             req,
             self.client_ip,

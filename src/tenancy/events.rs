@@ -152,7 +152,7 @@ impl SocketFilter {
     async fn rewrite_status(&self, v: &mut Value, arrived: std::time::Instant) {
         let app = &self.tenant.app;
         let snap = app.config.get();
-        let count = match app.tenancy.live.queue_since(app, &snap, arrived).await {
+        let count = match app.tenancy.live.queue_since(&snap, arrived).await {
             Ok(q) => self.tenant.own_count(&q),
             Err(_) => 0,
         };

@@ -158,7 +158,7 @@ pub async fn view(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     if let Err(r) = ctx.upstream_parts(&mut parts, &path) {
         return *r;
     }
-    match forward::send(ctx.app, ctx.snap, parts, body::empty()).await {
+    match forward::send(ctx.snap, parts, body::empty()).await {
         Ok(resp) => {
             let mut r = forward::stream_back(resp);
             harden_file_response(&mut r);
@@ -385,7 +385,7 @@ pub async fn upload(ctx: &Ctx<'_>, req: Request<Incoming>, mask: bool) -> Respon
     if let Err(r) = ctx.upstream_parts(&mut parts, &path) {
         return *r;
     }
-    let sent = forward::send(ctx.app, ctx.snap, parts, upstream_body).await;
+    let sent = forward::send(ctx.snap, parts, upstream_body).await;
     let uploaded = match pump_task.await {
         Ok(Ok(u)) => u,
         Ok(Err(_)) if over.load(std::sync::atomic::Ordering::Relaxed) => {

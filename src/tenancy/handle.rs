@@ -56,7 +56,7 @@ pub async fn handle(
         _ => {}
     }
 
-    let comfy_user = match app.tenancy.comfy_users.id_for(app, snap, user).await {
+    let comfy_user = match app.tenancy.comfy_users.id_for(snap, user).await {
         Ok(id) => id,
         Err(ProvisionError::Upstream(e)) => {
             return forward::unreachable_answer(body::wants_html(req.headers()), &e);

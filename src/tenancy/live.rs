@@ -1,7 +1,6 @@
 //! What is happening now: which WebSocket client ids (sids) belong to whom, each user's sink sid,
 //! which prompt is running, and a short-lived shared copy of ComfyUI's queue (one fetch serves
 //! a burst of `status` frames on every socket).
-use crate::app::App;
 use crate::config::Snapshot;
 use crate::proxy::{forward, upstream::UpstreamError};
 use http::{Method, StatusCode};
@@ -127,14 +126,13 @@ impl Live {
     /// ComfyUI's `/queue`, shared by everyone for [`QUEUE_FRESH`]. Also updates the running prompt.
     pub async fn queue(
         &self,
-        app: &App,
         snap: &Snapshot,
         fresh: Duration,
     ) -> Result<Arc<Value>, UpstreamError> {
         let since = Instant::now()
             .checked_sub(fresh)
             .unwrap_or_else(Instant::now);
-        self.queue_since(app, snap, since).await
+        self.queue_since(snap, since).await
     }
 
     /// ComfyUI's `/queue` as fetched no earlier than `since`: a `status` frame that arrived at
@@ -142,7 +140,6 @@ impl Live {
     /// got the same frame, the others wait for it).
     pub async fn queue_since(
         &self,
-        app: &App,
         snap: &Snapshot,
         since: Instant,
     ) -> Result<Arc<Value>, UpstreamError> {
@@ -153,7 +150,7 @@ impl Live {
             return Ok(q.clone());
         }
         let started = Instant::now();
-        let (status, _, body) = forward::call(app, snap, Method::GET, "/queue", None, None).await?;
+        let (status, _, body) = forward::call(snap, Method::GET, "/queue", None, None).await?;
         if status != StatusCode::OK {
             return Err(UpstreamError::Unreachable(format!(
                 "/queue answered {status}"

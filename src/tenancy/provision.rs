@@ -4,7 +4,6 @@
 //! and remembers the id. Ids that could reach other users' data (`default`, `.`, anything with a
 //! slash, `__` system users) are never used. Real user names never reach ComfyUI's users.json.
 use super::super::proxy::forward;
-use crate::app::App;
 use crate::config::{Snapshot, User};
 use http::{HeaderValue, Method, StatusCode};
 use std::collections::HashMap;
@@ -51,7 +50,6 @@ impl ComfyUsers {
     /// The `comfy-user` value for `user`, provisioning it on first use.
     pub async fn id_for(
         &self,
-        app: &App,
         snap: &Snapshot,
         user: &User,
     ) -> Result<HeaderValue, ProvisionError> {
@@ -63,11 +61,10 @@ impl ComfyUsers {
         if let Some(id) = self.cached(ns) {
             return Ok(id);
         }
-        let id = match find(app, snap, ns).await? {
+        let id = match find(snap, ns).await? {
             Some(id) => id,
             None => {
                 let (status, _, body) = forward::call(
-                    app,
                     snap,
                     Method::POST,
                     "/users",
@@ -79,7 +76,7 @@ impl ComfyUsers {
                     StatusCode::OK => serde_json::from_slice::<String>(&body)
                         .map_err(|_| ProvisionError::Refused("a malformed id".into()))?,
                     // Created meanwhile by someone else: look again.
-                    StatusCode::BAD_REQUEST => find(app, snap, ns)
+                    StatusCode::BAD_REQUEST => find(snap, ns)
                         .await?
                         .ok_or_else(|| ProvisionError::Refused("400".into()))?,
                     s => return Err(ProvisionError::Refused(s.to_string())),
@@ -101,8 +98,8 @@ impl ComfyUsers {
 }
 
 /// Looks `ns` up among ComfyUI's users (`{"storage":…, "users": {id: name}}`).
-async fn find(app: &App, snap: &Snapshot, ns: &str) -> Result<Option<String>, ProvisionError> {
-    let (status, _, body) = forward::call(app, snap, Method::GET, "/users", None, None).await?;
+async fn find(snap: &Snapshot, ns: &str) -> Result<Option<String>, ProvisionError> {
+    let (status, _, body) = forward::call(snap, Method::GET, "/users", None, None).await?;
     if status != StatusCode::OK {
         return Err(ProvisionError::Refused(status.to_string()));
     }

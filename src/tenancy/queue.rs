@@ -48,7 +48,7 @@ pub async fn prompt_get(ctx: &Ctx<'_>) -> Response<Body> {
         .app
         .tenancy
         .live
-        .queue(ctx.app, ctx.snap, super::live::QUEUE_FRESH)
+        .queue(ctx.snap, super::live::QUEUE_FRESH)
         .await
     {
         Ok(q) => {
@@ -342,7 +342,7 @@ pub async fn interrupt(ctx: &Ctx<'_>, body: Bytes) -> Response<Body> {
         .app
         .tenancy
         .live
-        .queue(ctx.app, ctx.snap, std::time::Duration::ZERO)
+        .queue(ctx.snap, std::time::Duration::ZERO)
         .await
     {
         Ok(q) => q,

@@ -51,10 +51,7 @@ pub async fn submit(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
 
     let limit = ctx.snap.tenancy.max_queued_per_user;
     if limit > 0 && !ctx.sees_all() {
-        match live
-            .queue(ctx.app, ctx.snap, std::time::Duration::ZERO)
-            .await
-        {
+        match live.queue(ctx.snap, std::time::Duration::ZERO).await {
             Ok(q) if tenant.own_count(&q) >= limit => {
                 return body::error_json(
                     StatusCode::TOO_MANY_REQUESTS,
@@ -68,7 +65,7 @@ pub async fn submit(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
         }
     }
 
-    let catalog = match ctx.app.tenancy.catalog.get(ctx.app, ctx.snap).await {
+    let catalog = match ctx.app.tenancy.catalog.get(ctx.snap).await {
         Ok(c) => c,
         Err(e) => return ctx.upstream_failed(&e),
     };
