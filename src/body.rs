@@ -121,17 +121,3 @@ pub fn wants_html(headers: &http::HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.split(',').any(|t| t.trim().starts_with("text/html")))
 }
-
-/// An error answer shaped for the client: a short page for browsers, JSON otherwise.
-pub fn error_for(
-    headers: &http::HeaderMap,
-    status: StatusCode,
-    title: &str,
-    message: &str,
-) -> Response<Body> {
-    if wants_html(headers) {
-        html(status, crate::server::pages::message_page(title, message))
-    } else {
-        error_json(status, message)
-    }
-}

@@ -10,6 +10,7 @@
 //! The state lives here, in memory; `lockout_file` snapshots and restores it.
 use super::lockout_file::{Saved, SavedBan, SavedCounter};
 use super::subject::Subject;
+use crate::clock::now_ms;
 use crate::config::Lockout as Config;
 use ipnet::IpNet;
 use std::collections::{HashMap, VecDeque};
@@ -17,7 +18,6 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// An address may fail this many times as often as one (user, address) pair before it is delayed
 /// as a whole, so several people mistyping behind one NAT do not lock each other out.
@@ -40,13 +40,6 @@ fn user_key(user: &str) -> Box<str> {
         end -= 1;
     }
     Box::from(&user[..end])
-}
-
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 /// What a recorded failure led to.
@@ -76,14 +69,12 @@ pub fn locked_message(secs: u64) -> String {
 /// Records a failed password of `user` from `client_ip` and logs what it led to (once: when a
 /// counter reaches its threshold, when the address is banned).
 pub fn record_failure(
-    app: &crate::app::App,
+    lockout: &Lockout,
     snap: &crate::config::Snapshot,
     user: &str,
     client_ip: IpAddr,
 ) {
-    let f = app
-        .lockout
-        .failure(&snap.lockout, &snap.ip_rules.unban, user, client_ip);
+    let f = lockout.failure(&snap.lockout, &snap.ip_rules.unban, user, client_ip);
     if f.locked {
         // Only configured names are logged: a password typed into the name field must not be.
         let user = if snap.user(user).is_some() {

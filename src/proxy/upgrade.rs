@@ -261,7 +261,7 @@ async fn pump<D, U>(
                     break;
                 }
             }
-            _ = crate::app::shutting_down(&mut shutdown) => {
+            _ = crate::shutdown::shutting_down(&mut shutdown) => {
                 let _ = down_tx.send(close(CloseCode::Away, "comfy-warden is restarting")).await;
                 let _ = up_tx.send(close(CloseCode::Away, "")).await;
                 break;

@@ -277,7 +277,7 @@ async fn write(
         Change::Update { edit, .. } => ("user_changed", describe(edit)),
     };
     tracing::info!(target: "audit", event, user = %id.user.name, client_ip = %client_ip, target_user = %name, reason = "admin API", change = %what, "user {what} by an administrator");
-    let reload = crate::accounts::reload_now(app).await;
+    let reload = app.reload_now().await;
     let live = app.config.get();
     let mut answer = match applied.users.get(name.as_str()) {
         Some(u) => user_json(&live, u, &session_counts(app)),

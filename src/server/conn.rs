@@ -113,7 +113,7 @@ fn metrics_answer(app: &App, req: &Request<Incoming>) -> Response<Body> {
 
 /// The Prometheus exposition, for the metrics listener and `/warden/metrics`.
 pub fn metrics_response(app: &App) -> Response<Body> {
-    let mut r = Response::new(body::full(crate::ops::metrics::render(app)));
+    let mut r = Response::new(body::full(crate::ops::metrics::render(app.gauges())));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         http::HeaderValue::from_static(crate::ops::metrics::CONTENT_TYPE),

@@ -53,11 +53,11 @@ async fn route_request(
     let ip = client_ip::resolve(conn.peer, req.headers(), &snap.server.trusted_proxies);
     if !ip_rules::admits(&snap.ip_rules, ip) {
         tracing::info!(target: "audit", event = "ip_denied", client_ip = %ip, "request from a denied address");
-        return Ok(super::pages::address_refused(req.headers()));
+        return Ok(crate::pages::address_refused(req.headers()));
     }
     if app.lockout.is_banned(ip) {
         tracing::debug!(client_ip = %ip, "request from a banned address");
-        return Ok(super::pages::address_refused(req.headers()));
+        return Ok(crate::pages::address_refused(req.headers()));
     }
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
@@ -82,8 +82,8 @@ async fn route_request(
         }
         "/warden/health" => return Ok(routes::health()),
         super::setup::PATH => return Ok(super::setup::handle(&app, &snap, req, ip).await),
-        "/warden/assets/warden.css" => return Ok(super::pages::stylesheet()),
-        "/warden/assets/favicon.svg" => return Ok(super::pages::favicon()),
+        "/warden/assets/warden.css" => return Ok(crate::pages::stylesheet()),
+        "/warden/assets/favicon.svg" => return Ok(crate::pages::favicon()),
         super::extension::SCRIPT_PATH => {
             return Ok(super::extension::script(&method, req.headers()));
         }
@@ -91,7 +91,7 @@ async fn route_request(
     }
 
     let ident = match identity::authenticate(
-        &app,
+        app.verifiers(),
         &snap,
         req.headers(),
         conn.tls,

@@ -141,7 +141,7 @@ pub async fn serve(app: Arc<App>, listeners: Vec<Bound>, serving: Arc<Serving>) 
         tasks.spawn(accept_loop(app.clone(), b, serving.clone(), beat));
     }
     let mut shutdown = app.shutdown.clone();
-    crate::app::shutting_down(&mut shutdown).await;
+    crate::shutdown::shutting_down(&mut shutdown).await;
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
 }

@@ -11,7 +11,6 @@ pub mod dispatch;
 pub mod extension;
 pub mod free_memory;
 pub mod listen;
-pub mod pages;
 pub mod redirect;
 pub mod routes;
 pub mod setup;

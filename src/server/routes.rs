@@ -1,11 +1,11 @@
 //! comfy-warden's own endpoints: `/login` (page and form/JSON sign-in), `/logout`,
 //! `/warden/me`, `/warden/health` and the stylesheet of the pages.
-use super::pages;
 use crate::app::App;
 use crate::auth::identity::{self, Identity};
 use crate::auth::session::TokenKind;
 use crate::body::{self, Body};
 use crate::config::Snapshot;
+use crate::pages;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -176,7 +176,7 @@ pub async fn login(
             // Only configured names are logged: a password typed into the name field must not be.
             let known = snap.user(&form.username).map(|u| &*u.name);
             tracing::warn!(target: "audit", event = "login_failed", user = known, client_ip = %client_ip, route = "/login", reason = "invalid credentials", "failed sign-in");
-            crate::guard::lockout::record_failure(app, snap, &form.username, client_ip);
+            crate::guard::lockout::record_failure(&app.lockout, snap, &form.username, client_ip);
             return match format {
                 Format::Json => body::error_json(StatusCode::UNAUTHORIZED, LOGIN_FAILED),
                 Format::Form => pages::page(

@@ -4,7 +4,6 @@
 //! bumping it in users.toml revokes every token of the user. Only users with the `api_tokens`
 //! permission get one, with a lifetime bounded by `auth.max_token_ttl`, and only from a session
 //! or a password check (HTTP Basic), never from another API token.
-use super::pages;
 use super::routes::read_small_body;
 use crate::app::App;
 use crate::auth::identity::{Identity, Source};
@@ -12,6 +11,7 @@ use crate::auth::roles::Permission;
 use crate::auth::session::{ApiToken, TokenKind};
 use crate::body::{self, Body};
 use crate::config::Snapshot;
+use crate::pages;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::{Value, json};

@@ -170,7 +170,7 @@ async fn run(
                 });
             }
             _ = tick.tick() => beat.beat(),
-            _ = crate::app::shutting_down(&mut shutdown) => break,
+            _ = crate::shutdown::shutting_down(&mut shutdown) => break,
         }
     }
     drop(rx);

@@ -63,7 +63,7 @@ pub async fn handle(
         }
         Err(e) => {
             tracing::error!(error = %e, user = %user.name, "cannot provision the ComfyUI user");
-            return body::error_for(
+            return crate::pages::error_for(
                 req.headers(),
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ComfyUI is misconfigured",

@@ -5,6 +5,11 @@
 //! what allow-lists it for non-admins.
 use std::collections::{BTreeMap, BTreeSet};
 
+/// The hidden literal input added to every output node (`prompt.rs` adds it; no rule may name
+/// it). Undeclared literal inputs are ignored by ComfyUI's validation and execution but are
+/// part of the cache signature.
+pub const OWNER_INPUT: &str = "__warden_owner";
+
 /// How one node class touches files. Every list names inputs of the class; a name may appear in
 /// one list only (see [`NodeRule::check`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
@@ -89,7 +94,7 @@ impl NodeRule {
             if name.is_empty() {
                 return Err(format!("{list} contains an empty input name"));
             }
-            if name == crate::tenancy::prompt::OWNER_INPUT {
+            if name == OWNER_INPUT {
                 return Err(format!("{list}: '{name}' is reserved by comfy-warden"));
             }
             if !seen.insert(name) {

@@ -3,16 +3,12 @@
 //! confined (links into path inputs, unknown/custom/API/denied classes), and tags every output
 //! node with a hidden owner input so ComfyUI's cache is partitioned per user. [`strip`] is the
 //! inverse for graphs that ComfyUI echoes back (queue, history).
-use super::nodes::{NodeRule, NodeRules, config_key};
+use super::nodes::{NodeRule, NodeRules, OWNER_INPUT, config_key};
 use super::paths::{
     Kind, clean, from_upstream, path_from_upstream, path_to_upstream, split_annotation, to_upstream,
 };
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
-
-/// The hidden literal input added to every output node. Undeclared literal inputs are ignored by
-/// ComfyUI's validation and execution but are part of the cache signature.
-pub const OWNER_INPUT: &str = "__warden_owner";
 
 /// The prefix used when a writer's prefix is empty or names a folder only (ComfyUI's default).
 const DEFAULT_PREFIX: &str = "ComfyUI";

@@ -7,7 +7,8 @@
 use super::ctx::{Ctx, private_json};
 use super::filter;
 use super::ledger::OWNER_TAG;
-use super::prompt::{self, OWNER_INPUT};
+use super::nodes::OWNER_INPUT;
+use super::prompt;
 use crate::body::{self, Body};
 use crate::server::routes::read_small_body;
 use http::{Method, Request, Response, StatusCode};
