@@ -26,7 +26,7 @@ pub struct App {
     pub basic_cache: BasicCache,
     pub sessions: SessionTable,
     pub counters: Counters,
-    pub tenancy: crate::tenancy::Tenancy,
+    pub tenancy: Arc<crate::tenancy::Tenancy>,
     pub lockout: crate::guard::lockout::Lockout,
     pub connections: Arc<crate::guard::conns::Connections>,
     /// The first-administrator setup token (`accounts::setup`).

@@ -108,7 +108,7 @@ async fn serve(snap: Snapshot) -> ExitCode {
         basic_cache: crate::auth::basic::BasicCache::new(&secret.bytes),
         sessions: SessionTable::open(&store.get().files.state_dir),
         counters: Counters::default(),
-        tenancy: crate::tenancy::Tenancy::new(&store.get().files.state_dir),
+        tenancy: Arc::new(crate::tenancy::Tenancy::new(&store.get().files.state_dir)),
         lockout,
         connections: Default::default(),
         setup: Default::default(),
@@ -117,7 +117,7 @@ async fn serve(snap: Snapshot) -> ExitCode {
     app.setup.start(
         listeners
             .iter()
-            .find(|b| b.role == listen::Role::Main)
+            .find(|b| b.role == crate::server::conn::Role::Main)
             .and_then(|b| b.listener.local_addr().ok()),
         &store.get(),
     );

@@ -5,8 +5,7 @@
 use crate::body::{self, Body};
 use http::{HeaderValue, Response, StatusCode, header};
 
-mod refused;
-pub use refused::address_refused;
+pub mod refused;
 
 const LOGIN: &str = include_str!("pages/login.html");
 const MESSAGE: &str = include_str!("pages/message.html");

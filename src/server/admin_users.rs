@@ -5,10 +5,11 @@
 //! `GET /warden/admin/sessions`. Changes go through `accounts::change` on the writable users
 //! file only (declarative users: 409), are refused when they would leave no administrator, and
 //! are live at once (the configuration is reloaded before the answer).
-use super::routes::{self, read_small_body};
+use super::routes;
 use crate::accounts::change::{self, Change, Edit, Refused};
 use crate::app::App;
 use crate::auth::identity::Identity;
+use crate::body::read_small_body;
 use crate::body::{self, Body};
 use crate::config::{Snapshot, User, UserSource};
 use http::{Method, Request, Response, StatusCode};

@@ -1,13 +1,13 @@
 //! The request pipeline: client IP → IP rules → bans → comfy-warden's own routes → identity →
 //! (no identity: 302 to /login for browser navigations, 401 JSON otherwise) → WebSocket relay
-//! or the tenancy route table (`tenancy::handle`), which forwards to ComfyUI. Every answer is
+//! or the tenancy route table (`tenancy::http::handle`), which forwards to ComfyUI. Every answer is
 //! counted in the metrics (route class, status) and, over TLS, carries HSTS.
 use super::routes;
 use crate::app::App;
 use crate::auth::identity;
 use crate::body::{self, Body};
 use crate::guard::{client_ip, ip_rules};
-use crate::proxy::upgrade;
+use crate::tenancy::http::websocket;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use std::convert::Infallible;
@@ -53,11 +53,11 @@ async fn route_request(
     let ip = client_ip::resolve(conn.peer, req.headers(), &snap.server.trusted_proxies);
     if !ip_rules::admits(&snap.ip_rules, ip) {
         tracing::info!(target: "audit", event = "ip_denied", client_ip = %ip, "request from a denied address");
-        return Ok(crate::pages::address_refused(req.headers()));
+        return Ok(crate::pages::refused::address_refused(req.headers()));
     }
     if app.lockout.is_banned(ip) {
         tracing::debug!(client_ip = %ip, "request from a banned address");
-        return Ok(crate::pages::address_refused(req.headers()));
+        return Ok(crate::pages::refused::address_refused(req.headers()));
     }
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
@@ -145,7 +145,7 @@ async fn route_request(
         "/warden/metrics" => {
             return Ok(match &ident {
                 Some(id) => super::admin::require_admin(id, &path, ip)
-                    .unwrap_or_else(|| super::conn::metrics_response(&app)),
+                    .unwrap_or_else(|| super::exposition::metrics_response(&app)),
                 None => unauthenticated(&req),
             });
         }
@@ -190,16 +190,16 @@ async fn route_request(
         ));
     }
 
-    if upgrade::is_websocket_upgrade(&req) {
+    if websocket::is_websocket_upgrade(&req) {
         if path == "/ws" || path == "/api/ws" {
-            return Ok(upgrade::relay(app.clone(), &snap, ident, req, ip, conn.tls).await);
+            return Ok(websocket::relay(app.clone(), &snap, ident, req, ip, conn.tls).await);
         }
         return Ok(body::error_json(
             StatusCode::NOT_FOUND,
             "no WebSocket endpoint here",
         ));
     }
-    Ok(crate::tenancy::handle::handle(&app, &snap, &ident, req, ip, conn.tls).await)
+    Ok(crate::tenancy::http::handle::handle(&app, &snap, &ident, req, ip, conn.tls).await)
 }
 
 /// Is this a cross-site request a browser made on someone else's behalf (see `auth::csrf`)?
@@ -219,7 +219,7 @@ fn cross_site(conn: &Conn, snap: &crate::config::Snapshot, req: &Request<Incomin
     }
     crate::auth::csrf::is_cross_site(
         req.method(),
-        upgrade::is_websocket_upgrade(req),
+        websocket::is_websocket_upgrade(req),
         headers,
         &hosts,
         conn.tls,

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod admin_users;
 pub mod conn;
 pub mod dispatch;
+pub mod exposition;
 pub mod extension;
 pub mod free_memory;
 pub mod listen;

@@ -3,11 +3,11 @@
 use crate::app::App;
 use crate::auth::identity::{self, Identity};
 use crate::auth::session::TokenKind;
+use crate::body::read_small_body;
 use crate::body::{self, Body};
 use crate::config::Snapshot;
 use crate::pages;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::Deserialize;
 use std::net::IpAddr;
@@ -56,33 +56,6 @@ struct LoginForm {
 enum Format {
     Json,
     Form,
-}
-
-/// Reads a small body (comfy-warden's own endpoints only), at most `limit` bytes.
-pub async fn read_small_body(
-    req: Request<Incoming>,
-    limit: u64,
-) -> Result<(http::request::Parts, bytes::Bytes), Response<Body>> {
-    let (parts, incoming) = req.into_parts();
-    if let Some(len) = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        && len > limit
-    {
-        return Err(body::error_json(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "the request body is too large",
-        ));
-    }
-    match Limited::new(incoming, limit as usize).collect().await {
-        Ok(c) => Ok((parts, c.to_bytes())),
-        Err(_) => Err(body::error_json(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "the request body is too large",
-        )),
-    }
 }
 
 pub fn session_cookie(

@@ -4,10 +4,11 @@
 //! administrator by hand); `POST` (form or JSON `{token, username, password}`) checks the token
 //! in constant time, claims it, writes the user with the administrator role into the writable
 //! users file, reloads, and sends the browser to /login. Wrong token: 403; setup closed: 410.
-use super::routes::{self, read_small_body};
+use super::routes;
 use crate::accounts::change::{self, Change};
 use crate::accounts::setup::Check;
 use crate::app::App;
+use crate::body::read_small_body;
 use crate::body::{self, Body};
 use crate::config::Snapshot;
 use crate::pages;

@@ -4,11 +4,11 @@
 //! bumping it in users.toml revokes every token of the user. Only users with the `api_tokens`
 //! permission get one, with a lifetime bounded by `auth.max_token_ttl`, and only from a session
 //! or a password check (HTTP Basic), never from another API token.
-use super::routes::read_small_body;
 use crate::app::App;
 use crate::auth::identity::{Identity, Source};
 use crate::auth::roles::Permission;
 use crate::auth::session::{ApiToken, TokenKind};
+use crate::body::read_small_body;
 use crate::body::{self, Body};
 use crate::config::Snapshot;
 use crate::pages;

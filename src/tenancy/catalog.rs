@@ -1,6 +1,7 @@
 //! ComfyUI's node catalog (`/object_info`): which classes exist, their Python module (core,
 //! custom node or API node) and whether they are output nodes. Fetched on demand, shared, and
-//! refreshed when older than [`MAX_AGE`] or whenever a client's `/object_info` passes through.
+//! refreshed when older than [`MAX_AGE`] or whenever a client's `/object_info` passes through;
+//! and the per-user filtered answers made from it ([`FilteredCache`]).
 use super::prompt::Catalog;
 use crate::config::Snapshot;
 use crate::proxy::{forward, upstream::UpstreamError};
@@ -43,5 +44,43 @@ impl CatalogCache {
         if !cat.is_empty() {
             *self.cached.lock().await = Some((Instant::now(), Arc::new(cat)));
         }
+    }
+}
+
+/// Filtered answers per (namespace, path), reused while ComfyUI's answer, the user's own files
+/// and the configuration are unchanged: the frontend asks on every page load, and parsing,
+/// filtering and serialising ~0.5 MB of JSON is the expensive part.
+#[derive(Default)]
+pub struct FilteredCache {
+    entries: std::sync::Mutex<Entries>,
+}
+
+/// (namespace, path) → (fingerprint of what it was made from, the filtered answer).
+type Entries = std::collections::HashMap<(String, String), (u64, bytes::Bytes)>;
+
+/// What the cache may hold in all (answers are ~0.5 MB for a whole `/object_info`).
+const CACHE_MAX_BYTES: usize = 64 << 20;
+
+impl FilteredCache {
+    fn entries(&self) -> std::sync::MutexGuard<'_, Entries> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The filtered answer kept under `key`, if it was made from the same fingerprint.
+    pub fn get(&self, key: &(String, String), fp: u64) -> Option<bytes::Bytes> {
+        match self.entries().get(key) {
+            Some((k, b)) if *k == fp => Some(b.clone()),
+            _ => None,
+        }
+    }
+
+    /// Keeps `answer` under `key` (emptied when it would hold more than `CACHE_MAX_BYTES`).
+    pub fn put(&self, key: (String, String), fp: u64, answer: bytes::Bytes) {
+        let mut cache = self.entries();
+        let held: usize = cache.values().map(|(_, b)| b.len()).sum();
+        if held + answer.len() > CACHE_MAX_BYTES {
+            cache.clear();
+        }
+        cache.insert(key, (fp, answer));
     }
 }

@@ -5,12 +5,12 @@
 //! prompt is recorded as the user's before ComfyUI sees it (it may start at once), and the
 //! per-user queue limit is enforced with a 429.
 use super::ctx::{Ctx, private_json};
-use super::filter;
-use super::ledger::OWNER_TAG;
-use super::nodes::OWNER_INPUT;
-use super::prompt;
+use crate::body::read_small_body;
 use crate::body::{self, Body};
-use crate::server::routes::read_small_body;
+use crate::tenancy::filter;
+use crate::tenancy::ledger::OWNER_TAG;
+use crate::tenancy::nodes::OWNER_INPUT;
+use crate::tenancy::prompt;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::{Map, Value, json};
