@@ -1,7 +1,10 @@
 //! Validation of the guard settings: the connection and size limits of `[server]` and the
 //! `[lockout]` section. Absent keys take their defaults; present ones are range-checked with
 //! errors that name the file, line and key.
-use super::{ConfigError, Lockout, Server, duration, endpoints::Endpoints, raw};
+use super::endpoints::Endpoints;
+use super::error::ConfigError;
+use super::model::{Lockout, Server};
+use super::{duration, raw};
 use ipnet::IpNet;
 use std::path::Path;
 use std::time::Duration;
