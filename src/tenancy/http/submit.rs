@@ -94,7 +94,7 @@ pub async fn submit(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
                 .as_deref()
                 == Some(ctx.owner())
         };
-        let rctx = prompt::Ctx {
+        let rctx = prompt::Caller {
             ns: ctx.ns(),
             owner_tag: &owner_tag,
             catalog: &catalog,
