@@ -3,7 +3,7 @@
 //! errors that name the file, line and key.
 use super::endpoints::Endpoints;
 use super::error::ConfigError;
-use super::model::{Lockout, Server};
+use super::model::{LockoutPolicy, Server};
 use super::{duration, raw};
 use ipnet::IpNet;
 use std::path::Path;
@@ -125,7 +125,7 @@ pub(super) fn lockout(
     path: &Path,
     text: &str,
     l: &raw::RawLockout,
-) -> Result<Lockout, ConfigError> {
+) -> Result<LockoutPolicy, ConfigError> {
     let second = Duration::from_secs(1);
     let max_delay = duration_at_least(path, text, &l.max_delay, Duration::from_secs(300), second)?;
     let first_delay = duration_at_least(
@@ -145,7 +145,7 @@ pub(super) fn lockout(
             "must not be longer than lockout.max_delay",
         ));
     }
-    Ok(Lockout {
+    Ok(LockoutPolicy {
         max_failures: bounded(
             path,
             text,

@@ -53,9 +53,10 @@ pub struct Server {
     pub workers: usize,
 }
 
-/// `[lockout]`, validated (see `guard::lockout`).
+/// `[lockout]`, validated: the policy; the counters and bans it governs are
+/// `guard::lockout::Lockout`.
 #[derive(Debug, Clone)]
-pub struct Lockout {
+pub struct LockoutPolicy {
     pub max_failures: u32,
     pub window: Duration,
     /// The delay after the `max_failures`-th failure; doubled with each further one.
@@ -180,7 +181,7 @@ pub struct Snapshot {
     pub files: Files,
     pub log: Log,
     pub tenancy: Tenancy,
-    pub lockout: Lockout,
+    pub lockout: LockoutPolicy,
     pub users: HashMap<Arc<str>, Arc<User>>,
     pub roles: Roles,
     pub ip_rules: IpRules,

@@ -11,7 +11,7 @@
 use super::lockout_file::{Saved, SavedBan, SavedCounter};
 use super::subject::Subject;
 use crate::clock::now_ms;
-use crate::config::Lockout as Config;
+use crate::config::LockoutPolicy;
 use ipnet::IpNet;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -89,7 +89,7 @@ pub fn record_failure(
     }
 }
 
-fn threshold(key: &Key, cfg: &Config) -> usize {
+fn threshold(key: &Key, cfg: &LockoutPolicy) -> usize {
     let t = if key.user.is_some() {
         cfg.max_failures
     } else {
@@ -98,7 +98,7 @@ fn threshold(key: &Key, cfg: &Config) -> usize {
     usize::try_from(t).unwrap_or(usize::MAX).max(1)
 }
 
-fn window_ms(cfg: &Config) -> u64 {
+fn window_ms(cfg: &LockoutPolicy) -> u64 {
     u64::try_from(cfg.window.as_millis()).unwrap_or(u64::MAX)
 }
 
@@ -110,7 +110,7 @@ fn forget_old(stamps: &mut VecDeque<u64>, now: u64, window: u64) {
 }
 
 /// When the next attempt is allowed (unix ms), if the counter is at or over its threshold.
-fn retry_at(stamps: &VecDeque<u64>, threshold: usize, cfg: &Config) -> Option<u64> {
+fn retry_at(stamps: &VecDeque<u64>, threshold: usize, cfg: &LockoutPolicy) -> Option<u64> {
     let n = stamps.len();
     if n < threshold {
         return None;
@@ -221,11 +221,11 @@ impl Lockout {
 
     /// Seconds `user` at `ip` must still wait before a password may be checked; `None` when
     /// the attempt may go ahead.
-    pub fn check(&self, cfg: &Config, user: &str, ip: IpAddr) -> Option<u64> {
+    pub fn check(&self, cfg: &LockoutPolicy, user: &str, ip: IpAddr) -> Option<u64> {
         self.check_at(cfg, user, ip, now_ms())
     }
 
-    fn check_at(&self, cfg: &Config, user: &str, ip: IpAddr, now: u64) -> Option<u64> {
+    fn check_at(&self, cfg: &LockoutPolicy, user: &str, ip: IpAddr, now: u64) -> Option<u64> {
         let subject = Subject::of(ip);
         let window = window_ms(cfg);
         let mut c = self.counters();
@@ -253,13 +253,19 @@ impl Lockout {
 
     /// Records a failed sign-in of `user` from `ip`. Addresses in `never_ban` are counted and
     /// delayed like any other, but never banned.
-    pub fn failure(&self, cfg: &Config, never_ban: &[IpNet], user: &str, ip: IpAddr) -> Failure {
+    pub fn failure(
+        &self,
+        cfg: &LockoutPolicy,
+        never_ban: &[IpNet],
+        user: &str,
+        ip: IpAddr,
+    ) -> Failure {
         self.failure_at(cfg, never_ban, user, ip, now_ms())
     }
 
     fn failure_at(
         &self,
-        cfg: &Config,
+        cfg: &LockoutPolicy,
         never_ban: &[IpNet],
         user: &str,
         ip: IpAddr,
@@ -377,7 +383,7 @@ impl Lockout {
     }
 
     /// Counters at or over their threshold.
-    pub fn locked(&self, cfg: &Config) -> Vec<Locked> {
+    pub fn locked(&self, cfg: &LockoutPolicy) -> Vec<Locked> {
         let now = now_ms();
         let window = window_ms(cfg);
         let mut c = self.counters();
@@ -400,7 +406,7 @@ impl Lockout {
     }
 
     /// Forgets expired bans and failures that left the window.
-    pub fn prune(&self, cfg: &Config) {
+    pub fn prune(&self, cfg: &LockoutPolicy) {
         let now = now_ms();
         let window = window_ms(cfg);
         {
@@ -461,8 +467,8 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn cfg(max_failures: u32, ban_after: u32) -> Config {
-        Config {
+    fn cfg(max_failures: u32, ban_after: u32) -> LockoutPolicy {
+        LockoutPolicy {
             max_failures,
             window: Duration::from_secs(60),
             first_delay: Duration::from_secs(1),

@@ -9,7 +9,7 @@ use std::time::Duration;
 pub const INTERVAL: Duration = Duration::from_secs(2);
 
 /// The guard's part of one round.
-pub fn run_once(lockout: &Lockout, policy: &crate::config::Lockout) {
+pub fn run_once(lockout: &Lockout, policy: &crate::config::LockoutPolicy) {
     apply_unban_requests(lockout);
     lockout.prune(policy);
     if let Err(e) = lockout.save_if_dirty() {

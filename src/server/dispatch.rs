@@ -2,7 +2,7 @@
 //! (no identity: 302 to /login for browser navigations, 401 JSON otherwise) → WebSocket relay
 //! or the tenancy route table (`tenancy::http::handle`), which forwards to ComfyUI. Every answer is
 //! counted in the metrics (route class, status) and, over TLS, carries HSTS.
-use super::routes;
+use super::own_routes;
 use crate::app::App;
 use crate::auth::identity;
 use crate::body::{self, Body};
@@ -72,15 +72,15 @@ async fn route_request(
     match path.as_str() {
         "/login" => {
             return Ok(match method {
-                ref m if routes::is_get(m) => routes::login_page(&req),
+                ref m if own_routes::is_get(m) => own_routes::login_page(&req),
                 Method::POST if cross_site(&conn, &snap, &req) => {
                     refuse_cross_site(None, ip, &path)
                 }
-                Method::POST => routes::login(&app, &snap, req, ip, conn.tls).await,
-                _ => routes::method_not_allowed("GET, HEAD, POST"),
+                Method::POST => own_routes::login(&app, &snap, req, ip, conn.tls).await,
+                _ => own_routes::method_not_allowed("GET, HEAD, POST"),
             });
         }
-        "/warden/health" => return Ok(routes::health()),
+        "/warden/health" => return Ok(own_routes::health()),
         super::setup::PATH => return Ok(super::setup::handle(&app, &snap, req, ip).await),
         "/warden/assets/warden.css" => return Ok(crate::pages::stylesheet()),
         "/warden/assets/favicon.svg" => return Ok(crate::pages::favicon()),
@@ -131,14 +131,14 @@ async fn route_request(
     match path.as_str() {
         "/logout" => {
             return Ok(if method == Method::POST {
-                routes::logout(&app, ident.as_ref(), &req, ip, conn.tls)
+                own_routes::logout(&app, ident.as_ref(), &req, ip, conn.tls)
             } else {
-                routes::method_not_allowed("POST")
+                own_routes::method_not_allowed("POST")
             });
         }
         "/warden/me" => {
             return Ok(match &ident {
-                Some(id) => routes::me(id),
+                Some(id) => own_routes::me(id),
                 None => unauthenticated(&req),
             });
         }
@@ -237,13 +237,13 @@ fn refuse_cross_site(user: Option<&str>, ip: std::net::IpAddr, path: &str) -> Re
 /// Browser navigations go to the login page (coming back here afterwards); anything else gets
 /// a 401 JSON answer.
 fn unauthenticated(req: &Request<Incoming>) -> Response<Body> {
-    if routes::is_get(req.method()) && body::wants_html(req.headers()) {
+    if own_routes::is_get(req.method()) && body::wants_html(req.headers()) {
         let target = req
             .uri()
             .path_and_query()
             .map(|p| p.as_str())
             .unwrap_or("/");
-        let next = routes::safe_next(Some(target));
+        let next = own_routes::safe_next(Some(target));
         let encoded: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
         return body::redirect(StatusCode::FOUND, &format!("/login?next={encoded}"));
     }

@@ -10,8 +10,8 @@ pub fn metrics_listener(app: &App, req: &Request<Incoming>) -> Response<Body> {
     if req.uri().path() != "/metrics" {
         return body::text(StatusCode::NOT_FOUND, "only /metrics is served here\n");
     }
-    if !super::routes::is_get(req.method()) {
-        return super::routes::method_not_allowed("GET, HEAD");
+    if !super::own_routes::is_get(req.method()) {
+        return super::own_routes::method_not_allowed("GET, HEAD");
     }
     metrics_response(app)
 }

@@ -4,7 +4,7 @@
 //! administrator by hand); `POST` (form or JSON `{token, username, password}`) checks the token
 //! in constant time, claims it, writes the user with the administrator role into the writable
 //! users file, reloads, and sends the browser to /login. Wrong token: 403; setup closed: 410.
-use super::routes;
+use super::own_routes;
 use crate::accounts::change::{self, Change};
 use crate::accounts::setup::Check;
 use crate::app::App;
@@ -31,9 +31,9 @@ pub async fn handle(
     client_ip: IpAddr,
 ) -> Response<Body> {
     match req.method() {
-        m if routes::is_get(m) => get(app, snap, &req),
+        m if own_routes::is_get(m) => get(app, snap, &req),
         &Method::POST => post(app, snap, req, client_ip).await,
-        _ => routes::method_not_allowed("GET, HEAD, POST"),
+        _ => own_routes::method_not_allowed("GET, HEAD, POST"),
     }
 }
 

@@ -204,9 +204,9 @@ pub async fn route(
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     match (method, path.as_str()) {
-        (ref m, "/warden/token") if super::routes::is_get(m) => Ok(page(snap, id)),
+        (ref m, "/warden/token") if super::own_routes::is_get(m) => Ok(page(snap, id)),
         (Method::POST, "/warden/token") => Ok(issue(app, snap, id, req, client_ip).await),
-        (ref m, "/warden/tokens") if super::routes::is_get(m) => Ok(list(app, id)),
+        (ref m, "/warden/tokens") if super::own_routes::is_get(m) => Ok(list(app, id)),
         (Method::DELETE, p) if p.starts_with("/warden/tokens/") => {
             Ok(delete(app, id, &p["/warden/tokens/".len()..], client_ip))
         }

@@ -13,7 +13,7 @@ pub mod nodes;
 pub mod paths;
 pub mod prompt;
 pub mod provision;
-pub mod routes;
+pub mod route_table;
 pub mod tenant;
 
 /// Per-daemon tenancy state.

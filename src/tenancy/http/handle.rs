@@ -10,7 +10,7 @@ use crate::body::{self, Body};
 use crate::config::Snapshot;
 use crate::proxy::forward;
 use crate::tenancy::provision::ProvisionError;
-use crate::tenancy::routes::{Action, classify};
+use crate::tenancy::route_table::{Action, classify};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use std::net::IpAddr;
