@@ -1,6 +1,6 @@
 //! Tenancy: what makes one ComfyUI look like a private one to each user (the isolation contract
-//! of `docs/isolation.md`). `routes` classifies a request; the handlers rewrite requests and
-//! filter answers with the help of `paths` (namespaces), `ledger` (ownership), `live` (sockets,
+//! of `docs/isolation.md`). `route_table` classifies a request; the handlers (`http`) rewrite
+//! requests and filter answers with the help of `paths` (namespaces), `ledger` (ownership), `live` (sockets,
 //! running prompt, queue), `provision` (ComfyUI user ids) and `filter` (answers).
 pub mod catalog;
 pub mod events;

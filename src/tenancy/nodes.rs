@@ -1,11 +1,11 @@
 //! The node-rule table: for each ComfyUI node class, which of its inputs carry paths and how they
-//! are confined to the caller's namespace (`prompt.rs` applies the rules). Built-in rules cover
+//! are confined to the caller's namespace (`prompt/rewrite.rs` applies the rules). Built-in rules cover
 //! every core node of ComfyUI 0.3.64 that reads or writes files; operators add rules for custom
 //! and API node classes in `warden.toml` (`[tenancy.nodes.<Class>]`), and a class listed there is
 //! what allow-lists it for non-admins.
 use std::collections::{BTreeMap, BTreeSet};
 
-/// The hidden literal input added to every output node (`prompt.rs` adds it; no rule may name
+/// The hidden literal input added to every output node (`prompt/rewrite.rs` adds it; no rule may name
 /// it). Undeclared literal inputs are ignored by ComfyUI's validation and execution but are
 /// part of the cache signature.
 pub const OWNER_INPUT: &str = "__warden_owner";
