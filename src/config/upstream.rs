@@ -8,7 +8,7 @@ use std::path::Path;
 /// `[upstream]` of `warden.toml` (`main_path`, text `wtext`), validated.
 pub fn upstream(main_path: &Path, wtext: &str, raw: &RawUpstream) -> Result<Upstream, ConfigError> {
     let u = &raw.url;
-    let bad = |m: &str| ConfigError::at_offset(&main_path, &wtext, u.span().start, m.to_string());
+    let bad = |m: &str| ConfigError::at_offset(main_path, wtext, u.span().start, m.to_string());
     let uri: http::Uri = u
         .get_ref()
         .parse()
