@@ -122,16 +122,33 @@ pub fn wants_html(headers: &http::HeaderMap) -> bool {
         .is_some_and(|a| a.split(',').any(|t| t.trim().starts_with("text/html")))
 }
 
-/// An error answer shaped for the client: a short page for browsers, JSON otherwise.
-pub fn error_for(
-    headers: &http::HeaderMap,
-    status: StatusCode,
-    title: &str,
-    message: &str,
-) -> Response<Body> {
-    if wants_html(headers) {
-        html(status, crate::server::pages::message_page(title, message))
-    } else {
-        error_json(status, message)
+/// Reads a small body whole (comfy-warden's own endpoints, JSON bodies tenancy rewrites), at
+/// most `limit` bytes; more is a 413.
+pub async fn read_small_body(
+    req: http::Request<hyper::body::Incoming>,
+    limit: u64,
+) -> Result<(http::request::Parts, bytes::Bytes), Response<Body>> {
+    let (parts, incoming) = req.into_parts();
+    if let Some(len) = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && len > limit
+    {
+        return Err(error_json(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the request body is too large",
+        ));
+    }
+    match http_body_util::Limited::new(incoming, limit as usize)
+        .collect()
+        .await
+    {
+        Ok(c) => Ok((parts, c.to_bytes())),
+        Err(_) => Err(error_json(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the request body is too large",
+        )),
     }
 }

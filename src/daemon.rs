@@ -45,26 +45,6 @@ pub fn run(dir: &Path) -> ExitCode {
     runtime.block_on(serve(snap))
 }
 
-fn status_line(app: &App) -> String {
-    let snap = app.config.get();
-    let st = app.config.status();
-    let reload = if st.ok {
-        "ok".to_string()
-    } else {
-        format!("failed ({})", st.error.unwrap_or_default())
-    };
-    let setup = if app.setup.required() {
-        format!("{}; ", crate::accounts::setup::STATUS)
-    } else {
-        String::new()
-    };
-    format!(
-        "{setup}{} users, {} sessions, last reload {reload}",
-        snap.users.len(),
-        app.sessions.active().len()
-    )
-}
-
 async fn serve(snap: Snapshot) -> ExitCode {
     // Before anything can be served or READY=1 sent: an early SIGHUP (`systemctl reload` right
     // after start) must reload, not kill the process with the default action.
@@ -128,7 +108,7 @@ async fn serve(snap: Snapshot) -> ExitCode {
         basic_cache: crate::auth::basic::BasicCache::new(&secret.bytes),
         sessions: SessionTable::open(&store.get().files.state_dir),
         counters: Counters::default(),
-        tenancy: crate::tenancy::Tenancy::new(&store.get().files.state_dir),
+        tenancy: Arc::new(crate::tenancy::Tenancy::new(&store.get().files.state_dir)),
         lockout,
         connections: Default::default(),
         setup: Default::default(),
@@ -137,12 +117,12 @@ async fn serve(snap: Snapshot) -> ExitCode {
     app.setup.start(
         listeners
             .iter()
-            .find(|b| b.role == listen::Role::Main)
+            .find(|b| b.role == crate::server::conn::Role::Main)
             .and_then(|b| b.listener.local_addr().ok()),
         &store.get(),
     );
-    crate::guard::tick::lift_unban_list(&app, &store.get());
-    crate::guard::tick::run_once(&app);
+    crate::guard::tick::lift_unban_list(&app.lockout, &store.get());
+    app.save_state();
     let state_dir = store.get().files.state_dir.clone();
     if let Err(e) = crate::ops::pidfile::write(&state_dir) {
         tracing::warn!(error = %e, "cannot write the pid file; `comfy-warden unban` will edit the snapshot directly");
@@ -158,7 +138,7 @@ async fn serve(snap: Snapshot) -> ExitCode {
         beats.register("configuration watcher"),
         beats.period(),
         systemd::reloading,
-        move |result| after_reload(&app_for_watch, result),
+        move |result| app_for_watch.after_reload(result),
     ) {
         Ok(g) => Some(g),
         Err(e) => {
@@ -199,11 +179,11 @@ async fn serve(snap: Snapshot) -> ExitCode {
     });
     let server = tokio::spawn(listen::serve(app.clone(), listeners, serving));
     spawn_housekeeping(app.clone());
-    crate::guard::tick::spawn(app.clone());
+    spawn_state_round(app.clone());
     if let Some(interval) = watchdog {
         crate::ops::watchdog::spawn(beats.clone(), interval, app.shutdown.clone());
     }
-    systemd::ready(&status_line(&app));
+    systemd::ready(&app.status_line());
     tracing::info!(upstream = %app.config.get().upstream.base, "comfy-warden is ready");
 
     loop {
@@ -223,7 +203,7 @@ async fn serve(snap: Snapshot) -> ExitCode {
                 })
                 .await
                 .unwrap_or_else(|e| Err(e.to_string()));
-                after_reload(&app, &result);
+                app.after_reload(&result);
             }
         }
     }
@@ -232,27 +212,28 @@ async fn serve(snap: Snapshot) -> ExitCode {
     let _ = shutdown_tx.send(true);
     let _ = server.await;
     workers.join().await;
-    crate::guard::tick::run_once(&app);
+    app.save_state();
     crate::ops::pidfile::remove(&state_dir);
     tracing::info!("stopped");
     ExitCode::SUCCESS
 }
 
-/// Everything that follows a reload, whoever asked for it (watcher, SIGHUP, a user change).
-pub(crate) fn after_reload(app: &App, result: &Result<(), String>) {
-    app.setup.refresh(&app.config.get());
-    match result {
-        Ok(()) => {
-            metrics::global().config_loaded();
-            let snap = app.config.get();
-            tracing::info!(target: "audit", event = "config_reloaded", users = snap.users.len(), "configuration reloaded");
-            crate::guard::tick::lift_unban_list(app, &snap);
+/// The state round every [`crate::guard::tick::INTERVAL`] (`App::save_state`, off the
+/// runtime's threads): unban requests, pruning, snapshots.
+fn spawn_state_round(app: Arc<App>) {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(crate::guard::tick::INTERVAL);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut shutdown = app.shutdown.clone();
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {}
+                _ = crate::shutdown::shutting_down(&mut shutdown) => break,
+            }
+            let a = app.clone();
+            let _ = tokio::task::spawn_blocking(move || a.save_state()).await;
         }
-        Err(e) => {
-            tracing::error!(target: "audit", event = "config_reload_failed", "configuration NOT reloaded, keeping the last good one: {e}")
-        }
-    }
-    systemd::ready(&status_line(app));
+    });
 }
 
 /// Housekeeping that is not the guard's (`guard::tick` writes the snapshots): pruning expired
@@ -265,7 +246,7 @@ fn spawn_housekeeping(app: Arc<App>) {
         loop {
             interval.tick().await;
             app.sessions.prune();
-            let status = status_line(&app);
+            let status = app.status_line();
             if status != last && !*app.shutdown.borrow() {
                 systemd::status(&status);
                 last = status;
@@ -434,7 +415,7 @@ pub fn bans(dir: &Path) -> ExitCode {
         Ok(d) => d,
         Err(c) => return c,
     };
-    let now = crate::auth::session::now_secs();
+    let now = crate::clock::now_secs();
     let bans = match crate::guard::lockout_file::bans_in_force(&state_dir, now) {
         Ok(b) => b,
         Err(e) => {

@@ -1,10 +1,15 @@
 //! comfy-warden: a hardened gateway in front of an unmodified ComfyUI server.
 //!
 //! The daemon terminates client connections, authenticates people, decides what each of them may
-//! do, and proxies everything else to ComfyUI (HTTP and WebSocket). The module map follows
-//! `docs/architecture.md`: `config` (TOML → validated snapshot, hot reload), `auth` (passwords,
-//! sessions, identity), `accounts` (the writable users file, first administrator), `guard` (client IP, IP rules), `proxy` (upstream client, header hygiene,
-//! WebSocket relay), `server` (listeners, routing, comfy-warden's own endpoints), `ops` (systemd).
+//! do, and proxies everything else to ComfyUI (HTTP and WebSocket). The module map and the
+//! layers follow `docs/architecture.md` (lowest first; a file imports only from its own layer or
+//! lower ones, with no cycle: `scripts/check-layers`): `clock`, `shutdown`, `body`, `pages`
+//! (base); `config` (TOML → validated snapshot, hot reload); `auth` (passwords, sessions,
+//! identity), `accounts` (the writable users file, first administrator), `guard` (client IP,
+//! IP rules, lockout), `proxy` (upstream client, header hygiene, forwarding), `ops` (systemd,
+//! metrics, audit, TLS); `tenancy` (the per-user isolation); `app` (the daemon's shared state);
+//! `server` (listeners, comfy-warden's own routes) and `tenancy::http` (ComfyUI's routes);
+//! `daemon` (start-up, signals, offline commands).
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
@@ -13,11 +18,14 @@ pub mod app;
 pub mod auth;
 pub mod body;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod guard;
 pub mod ops;
+pub mod pages;
 pub mod proxy;
 pub mod sched;
 pub mod server;
+pub mod shutdown;
 pub mod tenancy;

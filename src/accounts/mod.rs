@@ -59,18 +59,3 @@ pub fn check_password(password: &str) -> Result<(), &'static str> {
     }
     Ok(())
 }
-
-/// Reloads the configuration at once (on the blocking pool) after the daemon changed the
-/// writable users file, so the change is live for the next request; the watcher would see it
-/// a moment later anyway. What follows a reload (audit event, metrics, setup state, systemd
-/// status) is the daemon's one `after_reload`. Returns the reload error, if any (the change is
-/// saved regardless).
-pub async fn reload_now(app: &crate::app::App) -> Result<(), String> {
-    let s = app.config.clone();
-    let result = tokio::task::spawn_blocking(move || s.reload().map(|_| ()))
-        .await
-        .map_err(|e| format!("reload task failed: {e}"))
-        .and_then(|r| r.map_err(|e| e.to_string()));
-    crate::daemon::after_reload(app, &result);
-    result
-}

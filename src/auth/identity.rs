@@ -8,9 +8,11 @@
 //! The token must still match the live configuration: the user exists, is enabled, and its
 //! `token_version` equals the token's `ver`; the token id is not revoked.
 use super::basic;
+use super::basic::BasicCache;
+use super::password::Passwords;
 use super::session::{COOKIE_PLAIN, COOKIE_TLS, Claims, Keys, SessionTable};
-use crate::app::App;
 use crate::config::{Snapshot, User};
+use crate::guard::lockout::Lockout;
 use http::HeaderMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -125,11 +127,21 @@ pub enum Refusal {
     Locked(u64),
 }
 
+/// What checking a credential needs of the running daemon (borrowed from it by the caller).
+#[derive(Clone, Copy)]
+pub struct Verifiers<'a> {
+    pub keys: &'a Keys,
+    pub sessions: &'a SessionTable,
+    pub passwords: &'a Passwords,
+    pub basic_cache: &'a BasicCache,
+    pub lockout: &'a Lockout,
+}
+
 /// The identity a Bearer token proves: comfy-warden's own token when its key id is one of
 /// ours, else an identity provider's token when one is configured.
-fn bearer_identity(app: &App, snap: &Snapshot, token: &str) -> Option<Identity> {
+fn bearer_identity(app: Verifiers<'_>, snap: &Snapshot, token: &str) -> Option<Identity> {
     if app.keys.is_ours(token) {
-        return check_token(&app.keys, &app.sessions, snap, token).map(|(user, claims)| Identity {
+        return check_token(app.keys, app.sessions, snap, token).map(|(user, claims)| Identity {
             user,
             source: Source::Bearer,
             claims: Some(claims),
@@ -147,7 +159,7 @@ fn bearer_identity(app: &App, snap: &Snapshot, token: &str) -> Option<Identity> 
 
 /// `peer` is the socket peer (a trusted gateway's own address), `client_ip` the resolved client.
 pub async fn authenticate(
-    app: &App,
+    app: Verifiers<'_>,
     snap: &Snapshot,
     headers: &HeaderMap,
     tls: bool,
@@ -183,7 +195,7 @@ pub async fn authenticate(
         return Ok(None);
     };
     Ok(
-        check_token(&app.keys, &app.sessions, snap, &token).map(|(user, claims)| Identity {
+        check_token(app.keys, app.sessions, snap, &token).map(|(user, claims)| Identity {
             user,
             source: Source::Cookie,
             claims: Some(claims),
@@ -192,7 +204,7 @@ pub async fn authenticate(
 }
 
 async fn basic_identity(
-    app: &App,
+    app: Verifiers<'_>,
     snap: &Snapshot,
     name: &str,
     password: &str,
@@ -234,7 +246,7 @@ async fn basic_identity(
         }
         _ => {
             tracing::warn!(target: "audit", event = "basic_failed", client_ip = %client_ip, "failed HTTP Basic sign-in");
-            crate::guard::lockout::record_failure(app, snap, name, client_ip);
+            crate::guard::lockout::record_failure(app.lockout, snap, name, client_ip);
             Ok(None)
         }
     }

@@ -4,11 +4,12 @@
 //! and token deletion revoke a `jti` in the [`SessionTable`] (snapshotted to the state
 //! directory), which also answers "who is logged in". Previous keys verify only (rotation).
 use super::keys::Secret;
+use crate::clock::now_secs;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 pub const ISSUER: &str = "comfy-warden";
 pub const AUDIENCE: &str = "comfy-warden";
@@ -43,13 +44,6 @@ pub struct Keys {
     /// The current key and the verify-only previous ones, by key id.
     decoding: Vec<(String, DecodingKey)>,
     validation: Validation,
-}
-
-pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 impl Keys {

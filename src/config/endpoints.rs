@@ -3,22 +3,15 @@
 //! `server.http_redirect` with `server.https_port`, and the metrics listener
 //! `server.metrics_listen`. Plain HTTP on a non-loopback address is refused unless TLS is
 //! configured or `allow_plain_http` asserts that something in front provides it.
-use super::{ConfigError, Listen, paths, raw};
+use super::error::ConfigError;
+use super::model::{Listen, Tls};
+use super::{paths, raw};
 use http::HeaderValue;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use toml::Spanned;
 
 pub const DEFAULT_HSTS: &str = "max-age=31536000";
-
-/// `[server.tls]`, validated (the files themselves are read by `ops::tls`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tls {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    /// `Strict-Transport-Security` on every TLS answer; `None` when configured as "".
-    pub hsts: Option<HeaderValue>,
-}
 
 pub(super) struct Endpoints {
     pub listen: Vec<Listen>,

@@ -1,8 +1,9 @@
 //! The external identity sources of warden.toml, validated: `[auth.trusted_header]` (a gateway
 //! in front names the user) and `[auth.external_jwt]` (an identity provider's tokens, verified
 //! against a JWKS file that is part of the hot-reloaded file set).
+use super::error::ConfigError;
 use super::raw::{RawAuth, RawExternalJwt, RawTrustedHeader};
-use super::{ConfigError, parse_net};
+use super::read::parse_net;
 use crate::auth::roles::{PermSet, Roles};
 use ipnet::IpNet;
 use jsonwebtoken::Algorithm;

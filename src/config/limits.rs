@@ -1,7 +1,10 @@
 //! Validation of the guard settings: the connection and size limits of `[server]` and the
 //! `[lockout]` section. Absent keys take their defaults; present ones are range-checked with
 //! errors that name the file, line and key.
-use super::{ConfigError, Lockout, Server, duration, endpoints::Endpoints, raw};
+use super::endpoints::Endpoints;
+use super::error::ConfigError;
+use super::model::{LockoutPolicy, Server};
+use super::{duration, raw};
 use ipnet::IpNet;
 use std::path::Path;
 use std::time::Duration;
@@ -122,7 +125,7 @@ pub(super) fn lockout(
     path: &Path,
     text: &str,
     l: &raw::RawLockout,
-) -> Result<Lockout, ConfigError> {
+) -> Result<LockoutPolicy, ConfigError> {
     let second = Duration::from_secs(1);
     let max_delay = duration_at_least(path, text, &l.max_delay, Duration::from_secs(300), second)?;
     let first_delay = duration_at_least(
@@ -142,7 +145,7 @@ pub(super) fn lockout(
             "must not be longer than lockout.max_delay",
         ));
     }
-    Ok(Lockout {
+    Ok(LockoutPolicy {
         max_failures: bounded(
             path,
             text,

@@ -1,7 +1,8 @@
 //! The live configuration: an atomically swapped `Arc<Snapshot>`, the reload procedure that keeps
 //! the last good snapshot when the files are broken, and a generation counter that long-lived
 //! tasks (WebSocket relays) watch to re-check their user after a reload.
-use super::{ConfigError, Snapshot};
+use super::error::ConfigError;
+use super::model::Snapshot;
 use arc_swap::ArcSwap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -61,7 +62,7 @@ impl ConfigStore {
     /// the old one stays and the error is returned (and kept for status reports).
     pub fn reload(&self) -> Result<Arc<Snapshot>, ConfigError> {
         let _guard = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let result = super::load(&self.dir);
+        let result = super::load::load(&self.dir);
         let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
         status.at = SystemTime::now();
         match result {

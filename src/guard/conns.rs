@@ -109,7 +109,7 @@ pub struct LogGate {
 impl LogGate {
     /// `Some(n)`: log now, mentioning the `n` events held back since the last line.
     pub fn pass(&self) -> Option<u64> {
-        let now = crate::auth::session::now_secs();
+        let now = crate::clock::now_secs();
         let last = self.last.load(Ordering::Relaxed);
         if last != now
             && self

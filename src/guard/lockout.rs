@@ -10,14 +10,14 @@
 //! The state lives here, in memory; `lockout_file` snapshots and restores it.
 use super::lockout_file::{Saved, SavedBan, SavedCounter};
 use super::subject::Subject;
-use crate::config::Lockout as Config;
+use crate::clock::now_ms;
+use crate::config::LockoutPolicy;
 use ipnet::IpNet;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// An address may fail this many times as often as one (user, address) pair before it is delayed
 /// as a whole, so several people mistyping behind one NAT do not lock each other out.
@@ -40,13 +40,6 @@ fn user_key(user: &str) -> Box<str> {
         end -= 1;
     }
     Box::from(&user[..end])
-}
-
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 /// What a recorded failure led to.
@@ -76,14 +69,12 @@ pub fn locked_message(secs: u64) -> String {
 /// Records a failed password of `user` from `client_ip` and logs what it led to (once: when a
 /// counter reaches its threshold, when the address is banned).
 pub fn record_failure(
-    app: &crate::app::App,
+    lockout: &Lockout,
     snap: &crate::config::Snapshot,
     user: &str,
     client_ip: IpAddr,
 ) {
-    let f = app
-        .lockout
-        .failure(&snap.lockout, &snap.ip_rules.unban, user, client_ip);
+    let f = lockout.failure(&snap.lockout, &snap.ip_rules.unban, user, client_ip);
     if f.locked {
         // Only configured names are logged: a password typed into the name field must not be.
         let user = if snap.user(user).is_some() {
@@ -98,7 +89,7 @@ pub fn record_failure(
     }
 }
 
-fn threshold(key: &Key, cfg: &Config) -> usize {
+fn threshold(key: &Key, cfg: &LockoutPolicy) -> usize {
     let t = if key.user.is_some() {
         cfg.max_failures
     } else {
@@ -107,7 +98,7 @@ fn threshold(key: &Key, cfg: &Config) -> usize {
     usize::try_from(t).unwrap_or(usize::MAX).max(1)
 }
 
-fn window_ms(cfg: &Config) -> u64 {
+fn window_ms(cfg: &LockoutPolicy) -> u64 {
     u64::try_from(cfg.window.as_millis()).unwrap_or(u64::MAX)
 }
 
@@ -119,7 +110,7 @@ fn forget_old(stamps: &mut VecDeque<u64>, now: u64, window: u64) {
 }
 
 /// When the next attempt is allowed (unix ms), if the counter is at or over its threshold.
-fn retry_at(stamps: &VecDeque<u64>, threshold: usize, cfg: &Config) -> Option<u64> {
+fn retry_at(stamps: &VecDeque<u64>, threshold: usize, cfg: &LockoutPolicy) -> Option<u64> {
     let n = stamps.len();
     if n < threshold {
         return None;
@@ -230,11 +221,11 @@ impl Lockout {
 
     /// Seconds `user` at `ip` must still wait before a password may be checked; `None` when
     /// the attempt may go ahead.
-    pub fn check(&self, cfg: &Config, user: &str, ip: IpAddr) -> Option<u64> {
+    pub fn check(&self, cfg: &LockoutPolicy, user: &str, ip: IpAddr) -> Option<u64> {
         self.check_at(cfg, user, ip, now_ms())
     }
 
-    fn check_at(&self, cfg: &Config, user: &str, ip: IpAddr, now: u64) -> Option<u64> {
+    fn check_at(&self, cfg: &LockoutPolicy, user: &str, ip: IpAddr, now: u64) -> Option<u64> {
         let subject = Subject::of(ip);
         let window = window_ms(cfg);
         let mut c = self.counters();
@@ -262,13 +253,19 @@ impl Lockout {
 
     /// Records a failed sign-in of `user` from `ip`. Addresses in `never_ban` are counted and
     /// delayed like any other, but never banned.
-    pub fn failure(&self, cfg: &Config, never_ban: &[IpNet], user: &str, ip: IpAddr) -> Failure {
+    pub fn failure(
+        &self,
+        cfg: &LockoutPolicy,
+        never_ban: &[IpNet],
+        user: &str,
+        ip: IpAddr,
+    ) -> Failure {
         self.failure_at(cfg, never_ban, user, ip, now_ms())
     }
 
     fn failure_at(
         &self,
-        cfg: &Config,
+        cfg: &LockoutPolicy,
         never_ban: &[IpNet],
         user: &str,
         ip: IpAddr,
@@ -386,7 +383,7 @@ impl Lockout {
     }
 
     /// Counters at or over their threshold.
-    pub fn locked(&self, cfg: &Config) -> Vec<Locked> {
+    pub fn locked(&self, cfg: &LockoutPolicy) -> Vec<Locked> {
         let now = now_ms();
         let window = window_ms(cfg);
         let mut c = self.counters();
@@ -409,7 +406,7 @@ impl Lockout {
     }
 
     /// Forgets expired bans and failures that left the window.
-    pub fn prune(&self, cfg: &Config) {
+    pub fn prune(&self, cfg: &LockoutPolicy) {
         let now = now_ms();
         let window = window_ms(cfg);
         {
@@ -470,8 +467,8 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn cfg(max_failures: u32, ban_after: u32) -> Config {
-        Config {
+    fn cfg(max_failures: u32, ban_after: u32) -> LockoutPolicy {
+        LockoutPolicy {
             max_failures,
             window: Duration::from_secs(60),
             first_delay: Duration::from_secs(1),

@@ -3,7 +3,6 @@
 //! audit layer), and gauges read at scrape time (sessions, WebSockets, connections, bans, the
 //! last configuration reload). One process-wide registry; labels come from fixed sets only, so
 //! no client can grow the series count (and no user name or address is ever a label).
-use crate::app::App;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -11,7 +10,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, UNIX_EPOCH};
 
 /// The content type of [`render`]'s output.
@@ -260,15 +259,24 @@ fn gauge(v: usize) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// Reads the gauges from the running daemon and encodes everything.
-pub fn render(app: &App) -> String {
+/// The gauges of the running daemon, read when `/metrics` is asked (`App::gauges`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Gauges {
+    pub sessions: usize,
+    pub websockets: usize,
+    pub connections: usize,
+    pub bans_active: usize,
+    pub reload_ok: bool,
+}
+
+/// Sets the gauges and encodes everything.
+pub fn render(gauges: Gauges) -> String {
     let m = global();
-    m.sessions.set(gauge(app.sessions.active().len()));
-    m.websockets
-        .set(gauge(app.counters.websockets.load(Ordering::Relaxed)));
-    m.connections.set(gauge(app.connections.open()));
-    m.bans_active.set(gauge(app.lockout.bans().len()));
-    m.reload_ok.set(i64::from(app.config.status().ok));
+    m.sessions.set(gauge(gauges.sessions));
+    m.websockets.set(gauge(gauges.websockets));
+    m.connections.set(gauge(gauges.connections));
+    m.bans_active.set(gauge(gauges.bans_active));
+    m.reload_ok.set(i64::from(gauges.reload_ok));
     let mut out = String::new();
     if prometheus_client::encoding::text::encode(&mut out, &m.registry).is_err() {
         out.clear();

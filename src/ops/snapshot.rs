@@ -42,8 +42,7 @@ pub fn read<T: DeserializeOwned>(path: &Path) -> Option<T> {
     match serde_json::from_slice(&bytes) {
         Ok(v) => Some(v),
         Err(e) => {
-            let aside =
-                path.with_extension(format!("corrupt-{}", crate::auth::session::now_secs()));
+            let aside = path.with_extension(format!("corrupt-{}", crate::clock::now_secs()));
             let moved = std::fs::rename(path, &aside).is_ok();
             tracing::warn!(path = %path.display(), error = %e, moved_to = %aside.display(), moved, "snapshot is corrupted; moved aside, starting without it");
             None

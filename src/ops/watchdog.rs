@@ -92,7 +92,7 @@ pub fn spawn(
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
-                _ = crate::app::shutting_down(&mut shutdown) => break,
+                _ = crate::shutdown::shutting_down(&mut shutdown) => break,
             }
             let stale = beats.stale(interval);
             if stale.is_empty() {

@@ -166,7 +166,7 @@ pub fn unreachable_answer(wants_html: bool, e: &UpstreamError) -> Response<Body>
     if wants_html {
         body::html(
             status,
-            crate::server::pages::message_page("ComfyUI is unavailable", message),
+            crate::pages::message_page("ComfyUI is unavailable", message),
         )
     } else {
         body::error_json(status, message)

@@ -29,14 +29,14 @@ pub fn handle(
         return refused;
     }
     if path == GUARD {
-        if !super::routes::is_get(method) {
-            return super::routes::method_not_allowed("GET, HEAD");
+        if !super::own_routes::is_get(method) {
+            return super::own_routes::method_not_allowed("GET, HEAD");
         }
         return guard(app, snap);
     }
     if let Some(raw) = path.strip_prefix(BANS) {
         if method != Method::DELETE {
-            return super::routes::method_not_allowed("DELETE");
+            return super::own_routes::method_not_allowed("DELETE");
         }
         let decoded = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
         let Some(subject) = Subject::parse(&decoded) else {

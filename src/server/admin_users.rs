@@ -5,10 +5,11 @@
 //! `GET /warden/admin/sessions`. Changes go through `accounts::change` on the writable users
 //! file only (declarative users: 409), are refused when they would leave no administrator, and
 //! are live at once (the configuration is reloaded before the answer).
-use super::routes::{self, read_small_body};
+use super::own_routes;
 use crate::accounts::change::{self, Change, Edit, Refused};
 use crate::app::App;
 use crate::auth::identity::Identity;
+use crate::body::read_small_body;
 use crate::body::{self, Body};
 use crate::config::{Snapshot, User, UserSource};
 use http::{Method, Request, Response, StatusCode};
@@ -41,16 +42,16 @@ pub async fn handle(
     }
     let method = req.method().clone();
     if path == SESSIONS {
-        if !routes::is_get(&method) {
-            return routes::method_not_allowed("GET, HEAD");
+        if !own_routes::is_get(&method) {
+            return own_routes::method_not_allowed("GET, HEAD");
         }
         return sessions(app);
     }
     if path == USERS {
         return match method {
-            ref m if routes::is_get(m) => list(app, snap),
+            ref m if own_routes::is_get(m) => list(app, snap),
             Method::POST => add(app, snap, id, req, client_ip).await,
-            _ => routes::method_not_allowed("GET, HEAD, POST"),
+            _ => own_routes::method_not_allowed("GET, HEAD, POST"),
         };
     }
     let raw = path.strip_prefix(USER_PREFIX).unwrap_or_default();
@@ -61,7 +62,7 @@ pub async fn handle(
         return body::error_json(StatusCode::NOT_FOUND, "no such comfy-warden endpoint");
     }
     match method {
-        ref m if routes::is_get(m) => match snap.user(&name) {
+        ref m if own_routes::is_get(m) => match snap.user(&name) {
             Some(u) => body::json(StatusCode::OK, &user_json(snap, u, &session_counts(app))),
             None => refused(&Refused::NotFound(name)),
         },
@@ -70,7 +71,7 @@ pub async fn handle(
             let change = Change::Remove { name };
             write(app, snap, id, change, client_ip, StatusCode::OK).await
         }
-        _ => routes::method_not_allowed("GET, HEAD, PATCH, DELETE"),
+        _ => own_routes::method_not_allowed("GET, HEAD, PATCH, DELETE"),
     }
 }
 
@@ -277,7 +278,7 @@ async fn write(
         Change::Update { edit, .. } => ("user_changed", describe(edit)),
     };
     tracing::info!(target: "audit", event, user = %id.user.name, client_ip = %client_ip, target_user = %name, reason = "admin API", change = %what, "user {what} by an administrator");
-    let reload = crate::accounts::reload_now(app).await;
+    let reload = app.reload_now().await;
     let live = app.config.get();
     let mut answer = match applied.users.get(name.as_str()) {
         Some(u) => user_json(&live, u, &session_counts(app)),

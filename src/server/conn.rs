@@ -3,11 +3,10 @@
 //! and the service of the listener's role. The connection slot is held until the connection
 //! ends (and, for WebSockets, by the relay until the socket closes).
 use super::dispatch::{self, Conn};
-use super::listen::Role;
 use crate::app::App;
-use crate::body::{self, Body};
+
 use crate::guard::conns::ConnHold;
-use http::{Request, Response, StatusCode, header};
+use http::Request;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -16,6 +15,28 @@ use hyper_util::server::graceful::Watcher;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpStream;
+
+/// What a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// comfy-warden itself (TLS when configured).
+    Main,
+    /// Plain HTTP answering every request with a redirect to https.
+    Redirect,
+    /// Plain HTTP serving only `/metrics`.
+    Metrics,
+}
+
+impl Role {
+    /// The `FileDescriptorName=` of its socket under socket activation.
+    pub(super) fn fd_name(self) -> Option<&'static str> {
+        match self {
+            Role::Main => None,
+            Role::Redirect => Some("redirect"),
+            Role::Metrics => Some("metrics"),
+        }
+    }
+}
 
 pub struct Accepted {
     pub app: Arc<App>,
@@ -87,7 +108,7 @@ async fn serve<I>(
             match role {
                 Role::Main => dispatch::handle(app, conn_info, req).await,
                 Role::Redirect => Ok(super::redirect::answer(&app, &req)),
-                Role::Metrics => Ok(metrics_answer(&app, &req)),
+                Role::Metrics => Ok(super::exposition::metrics_listener(&app, &req)),
             }
         }
     });
@@ -98,29 +119,4 @@ async fn serve<I>(
         tracing::debug!(error = %e, %peer, "connection ended with an error");
     }
     drop(hold);
-}
-
-/// The metrics listener: `GET /metrics` only, without authentication.
-fn metrics_answer(app: &App, req: &Request<Incoming>) -> Response<Body> {
-    if req.uri().path() != "/metrics" {
-        return body::text(StatusCode::NOT_FOUND, "only /metrics is served here\n");
-    }
-    if !super::routes::is_get(req.method()) {
-        return super::routes::method_not_allowed("GET, HEAD");
-    }
-    metrics_response(app)
-}
-
-/// The Prometheus exposition, for the metrics listener and `/warden/metrics`.
-pub fn metrics_response(app: &App) -> Response<Body> {
-    let mut r = Response::new(body::full(crate::ops::metrics::render(app)));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        http::HeaderValue::from_static(crate::ops::metrics::CONTENT_TYPE),
-    );
-    r.headers_mut().insert(
-        header::CACHE_CONTROL,
-        http::HeaderValue::from_static("no-store"),
-    );
-    r
 }

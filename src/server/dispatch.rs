@@ -1,13 +1,13 @@
 //! The request pipeline: client IP → IP rules → bans → comfy-warden's own routes → identity →
 //! (no identity: 302 to /login for browser navigations, 401 JSON otherwise) → WebSocket relay
-//! or the tenancy route table (`tenancy::handle`), which forwards to ComfyUI. Every answer is
+//! or the tenancy route table (`tenancy::http::handle`), which forwards to ComfyUI. Every answer is
 //! counted in the metrics (route class, status) and, over TLS, carries HSTS.
-use super::routes;
+use super::own_routes;
 use crate::app::App;
 use crate::auth::identity;
 use crate::body::{self, Body};
 use crate::guard::{client_ip, ip_rules};
-use crate::proxy::upgrade;
+use crate::tenancy::http::websocket;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use std::convert::Infallible;
@@ -53,11 +53,11 @@ async fn route_request(
     let ip = client_ip::resolve(conn.peer, req.headers(), &snap.server.trusted_proxies);
     if !ip_rules::admits(&snap.ip_rules, ip) {
         tracing::info!(target: "audit", event = "ip_denied", client_ip = %ip, "request from a denied address");
-        return Ok(super::pages::address_refused(req.headers()));
+        return Ok(crate::pages::refused::address_refused(req.headers()));
     }
     if app.lockout.is_banned(ip) {
         tracing::debug!(client_ip = %ip, "request from a banned address");
-        return Ok(super::pages::address_refused(req.headers()));
+        return Ok(crate::pages::refused::address_refused(req.headers()));
     }
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
@@ -72,18 +72,18 @@ async fn route_request(
     match path.as_str() {
         "/login" => {
             return Ok(match method {
-                ref m if routes::is_get(m) => routes::login_page(&req),
+                ref m if own_routes::is_get(m) => own_routes::login_page(&req),
                 Method::POST if cross_site(&conn, &snap, &req) => {
                     refuse_cross_site(None, ip, &path)
                 }
-                Method::POST => routes::login(&app, &snap, req, ip, conn.tls).await,
-                _ => routes::method_not_allowed("GET, HEAD, POST"),
+                Method::POST => own_routes::login(&app, &snap, req, ip, conn.tls).await,
+                _ => own_routes::method_not_allowed("GET, HEAD, POST"),
             });
         }
-        "/warden/health" => return Ok(routes::health()),
+        "/warden/health" => return Ok(own_routes::health()),
         super::setup::PATH => return Ok(super::setup::handle(&app, &snap, req, ip).await),
-        "/warden/assets/warden.css" => return Ok(super::pages::stylesheet()),
-        "/warden/assets/favicon.svg" => return Ok(super::pages::favicon()),
+        "/warden/assets/warden.css" => return Ok(crate::pages::stylesheet()),
+        "/warden/assets/favicon.svg" => return Ok(crate::pages::favicon()),
         super::extension::SCRIPT_PATH => {
             return Ok(super::extension::script(&method, req.headers()));
         }
@@ -91,7 +91,7 @@ async fn route_request(
     }
 
     let ident = match identity::authenticate(
-        &app,
+        app.verifiers(),
         &snap,
         req.headers(),
         conn.tls,
@@ -131,21 +131,21 @@ async fn route_request(
     match path.as_str() {
         "/logout" => {
             return Ok(if method == Method::POST {
-                routes::logout(&app, ident.as_ref(), &req, ip, conn.tls)
+                own_routes::logout(&app, ident.as_ref(), &req, ip, conn.tls)
             } else {
-                routes::method_not_allowed("POST")
+                own_routes::method_not_allowed("POST")
             });
         }
         "/warden/me" => {
             return Ok(match &ident {
-                Some(id) => routes::me(id),
+                Some(id) => own_routes::me(id),
                 None => unauthenticated(&req),
             });
         }
         "/warden/metrics" => {
             return Ok(match &ident {
                 Some(id) => super::admin::require_admin(id, &path, ip)
-                    .unwrap_or_else(|| super::conn::metrics_response(&app)),
+                    .unwrap_or_else(|| super::exposition::metrics_response(&app)),
                 None => unauthenticated(&req),
             });
         }
@@ -190,16 +190,16 @@ async fn route_request(
         ));
     }
 
-    if upgrade::is_websocket_upgrade(&req) {
+    if websocket::is_websocket_upgrade(&req) {
         if path == "/ws" || path == "/api/ws" {
-            return Ok(upgrade::relay(app.clone(), &snap, ident, req, ip, conn.tls).await);
+            return Ok(websocket::relay(app.clone(), &snap, ident, req, ip, conn.tls).await);
         }
         return Ok(body::error_json(
             StatusCode::NOT_FOUND,
             "no WebSocket endpoint here",
         ));
     }
-    Ok(crate::tenancy::handle::handle(&app, &snap, &ident, req, ip, conn.tls).await)
+    Ok(crate::tenancy::http::handle::handle(&app, &snap, &ident, req, ip, conn.tls).await)
 }
 
 /// Is this a cross-site request a browser made on someone else's behalf (see `auth::csrf`)?
@@ -219,7 +219,7 @@ fn cross_site(conn: &Conn, snap: &crate::config::Snapshot, req: &Request<Incomin
     }
     crate::auth::csrf::is_cross_site(
         req.method(),
-        upgrade::is_websocket_upgrade(req),
+        websocket::is_websocket_upgrade(req),
         headers,
         &hosts,
         conn.tls,
@@ -237,13 +237,13 @@ fn refuse_cross_site(user: Option<&str>, ip: std::net::IpAddr, path: &str) -> Re
 /// Browser navigations go to the login page (coming back here afterwards); anything else gets
 /// a 401 JSON answer.
 fn unauthenticated(req: &Request<Incoming>) -> Response<Body> {
-    if routes::is_get(req.method()) && body::wants_html(req.headers()) {
+    if own_routes::is_get(req.method()) && body::wants_html(req.headers()) {
         let target = req
             .uri()
             .path_and_query()
             .map(|p| p.as_str())
             .unwrap_or("/");
-        let next = routes::safe_next(Some(target));
+        let next = own_routes::safe_next(Some(target));
         let encoded: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
         return body::redirect(StatusCode::FOUND, &format!("/login?next={encoded}"));
     }

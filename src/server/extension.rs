@@ -24,8 +24,8 @@ fn etag() -> &'static str {
 /// `GET`/`HEAD` of the script: `no-cache` plus an ETag, so a new daemon's script is picked up
 /// at the next page load while an unchanged one costs a 304.
 pub fn script(method: &Method, headers: &HeaderMap) -> Response<Body> {
-    if !super::routes::is_get(method) {
-        return super::routes::method_not_allowed("GET, HEAD");
+    if !super::own_routes::is_get(method) {
+        return super::own_routes::method_not_allowed("GET, HEAD");
     }
     let tag = etag();
     let fresh = headers

@@ -8,6 +8,7 @@
 //! redirect-only plain listener (`server.http_redirect`) and the metrics listener
 //! (`server.metrics_listen`). Under socket activation the systemd sockets named `redirect` and
 //! `metrics` (`FileDescriptorName=`) are those two; every other passed socket is a main one.
+use super::conn::Role;
 use super::workers::{Dispatch, Handoff};
 use crate::app::App;
 use crate::config::{Listen, Snapshot};
@@ -30,28 +31,6 @@ pub enum ListenError {
     },
     #[error("a \"systemd\" listener is configured but systemd passed no usable sockets: {0}")]
     Systemd(String),
-}
-
-/// What a listener serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// comfy-warden itself (TLS when configured).
-    Main,
-    /// Plain HTTP answering every request with a redirect to https.
-    Redirect,
-    /// Plain HTTP serving only `/metrics`.
-    Metrics,
-}
-
-impl Role {
-    /// The `FileDescriptorName=` of its socket under socket activation.
-    fn fd_name(self) -> Option<&'static str> {
-        match self {
-            Role::Main => None,
-            Role::Redirect => Some("redirect"),
-            Role::Metrics => Some("metrics"),
-        }
-    }
 }
 
 pub struct Bound {
@@ -141,7 +120,7 @@ pub async fn serve(app: Arc<App>, listeners: Vec<Bound>, serving: Arc<Serving>) 
         tasks.spawn(accept_loop(app.clone(), b, serving.clone(), beat));
     }
     let mut shutdown = app.shutdown.clone();
-    crate::app::shutting_down(&mut shutdown).await;
+    crate::shutdown::shutting_down(&mut shutdown).await;
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
 }

@@ -4,20 +4,21 @@
 //! administrator by hand); `POST` (form or JSON `{token, username, password}`) checks the token
 //! in constant time, claims it, writes the user with the administrator role into the writable
 //! users file, reloads, and sends the browser to /login. Wrong token: 403; setup closed: 410.
-use super::pages;
-use super::routes::{self, read_small_body};
+use super::own_routes;
 use crate::accounts::change::{self, Change};
 use crate::accounts::setup::Check;
 use crate::app::App;
+use crate::body::read_small_body;
 use crate::body::{self, Body};
 use crate::config::Snapshot;
+use crate::pages;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::Deserialize;
 use std::net::IpAddr;
 
 pub const PATH: &str = "/warden/setup";
-const PAGE: &str = include_str!("pages/setup.html");
+const PAGE: &str = include_str!("../pages/setup.html");
 
 const CLOSED: &str = "Setup is closed: an administrator exists. Sign in at /login.";
 const WRONG: &str = "This setup link is not valid. Use the URL from comfy-warden's log (a new one is made at every start while no administrator exists).";
@@ -30,9 +31,9 @@ pub async fn handle(
     client_ip: IpAddr,
 ) -> Response<Body> {
     match req.method() {
-        m if routes::is_get(m) => get(app, snap, &req),
+        m if own_routes::is_get(m) => get(app, snap, &req),
         &Method::POST => post(app, snap, req, client_ip).await,
-        _ => routes::method_not_allowed("GET, HEAD, POST"),
+        _ => own_routes::method_not_allowed("GET, HEAD, POST"),
     }
 }
 
@@ -227,7 +228,7 @@ async fn post(
     };
     drop(claim);
     tracing::warn!(target: "audit", event = "setup_admin_created", user = %form.username, client_ip = %client_ip, reason = "setup token", file = %applied.file.display(), "first administrator created through the setup page");
-    if let Err(e) = crate::accounts::reload_now(app).await {
+    if let Err(e) = app.reload_now().await {
         return answer(
             StatusCode::INTERNAL_SERVER_ERROR,
             &format!(

@@ -4,14 +4,14 @@
 //! bumping it in users.toml revokes every token of the user. Only users with the `api_tokens`
 //! permission get one, with a lifetime bounded by `auth.max_token_ttl`, and only from a session
 //! or a password check (HTTP Basic), never from another API token.
-use super::pages;
-use super::routes::read_small_body;
 use crate::app::App;
 use crate::auth::identity::{Identity, Source};
 use crate::auth::roles::Permission;
 use crate::auth::session::{ApiToken, TokenKind};
+use crate::body::read_small_body;
 use crate::body::{self, Body};
 use crate::config::Snapshot;
+use crate::pages;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
@@ -204,9 +204,9 @@ pub async fn route(
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     match (method, path.as_str()) {
-        (ref m, "/warden/token") if super::routes::is_get(m) => Ok(page(snap, id)),
+        (ref m, "/warden/token") if super::own_routes::is_get(m) => Ok(page(snap, id)),
         (Method::POST, "/warden/token") => Ok(issue(app, snap, id, req, client_ip).await),
-        (ref m, "/warden/tokens") if super::routes::is_get(m) => Ok(list(app, id)),
+        (ref m, "/warden/tokens") if super::own_routes::is_get(m) => Ok(list(app, id)),
         (Method::DELETE, p) if p.starts_with("/warden/tokens/") => {
             Ok(delete(app, id, &p["/warden/tokens/".len()..], client_ip))
         }

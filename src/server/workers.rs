@@ -7,7 +7,7 @@
 //! beats a heartbeat for the watchdog, and on shutdown drains its own connections for at most
 //! `server.shutdown_grace`.
 use super::conn;
-use super::listen::Role;
+use super::conn::Role;
 use crate::app::App;
 use crate::guard::conns::Slot;
 use crate::ops::watchdog::{Heartbeat, Heartbeats};
@@ -170,7 +170,7 @@ async fn run(
                 });
             }
             _ = tick.tick() => beat.beat(),
-            _ = crate::app::shutting_down(&mut shutdown) => break,
+            _ = crate::shutdown::shutting_down(&mut shutdown) => break,
         }
     }
     drop(rx);

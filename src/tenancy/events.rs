@@ -12,12 +12,16 @@
 //! From the client only the first text frame is passed on, and only if it is `feature_flags`.
 use super::filter;
 use super::tenant::Tenant;
+use crate::config::store::ConfigStore;
 use bytes::Bytes;
 use serde_json::Value;
+use std::sync::Arc;
 use tokio_tungstenite::tungstenite::Message;
 
 pub struct SocketFilter {
     tenant: Tenant,
+    /// The live configuration (the upstream to ask for the queue).
+    config: Arc<ConfigStore>,
     client_frames: usize,
 }
 
@@ -34,9 +38,10 @@ const TARGETED: &[&str] = &[
 ];
 
 impl SocketFilter {
-    pub fn new(tenant: Tenant) -> SocketFilter {
+    pub fn new(tenant: Tenant, config: Arc<ConfigStore>) -> SocketFilter {
         SocketFilter {
             tenant,
+            config,
             client_frames: 0,
         }
     }
@@ -59,7 +64,6 @@ impl SocketFilter {
 
     fn owns_running(&self) -> bool {
         self.tenant
-            .app
             .tenancy
             .live
             .running()
@@ -67,7 +71,7 @@ impl SocketFilter {
     }
 
     fn track(&self, ty: &str, prompt_id: Option<&str>) {
-        let live = &self.tenant.app.tenancy.live;
+        let live = &self.tenant.tenancy.live;
         match (ty, prompt_id) {
             ("execution_start", Some(p)) => live.set_running(Some(p.to_owned())),
             ("execution_success" | "execution_error" | "execution_interrupted", Some(p)) => {
@@ -125,7 +129,7 @@ impl SocketFilter {
                             out,
                             &self.tenant.ns,
                             &self.tenant.owner,
-                            &self.tenant.app.tenancy.ledger,
+                            &self.tenant.tenancy.ledger,
                         );
                     }
                     if ty == "execution_error" || ty == "execution_interrupted" {
@@ -150,9 +154,8 @@ impl SocketFilter {
     }
 
     async fn rewrite_status(&self, v: &mut Value, arrived: std::time::Instant) {
-        let app = &self.tenant.app;
-        let snap = app.config.get();
-        let count = match app.tenancy.live.queue_since(&snap, arrived).await {
+        let snap = self.config.get();
+        let count = match self.tenant.tenancy.live.queue_since(&snap, arrived).await {
             Ok(q) => self.tenant.own_count(&q),
             Err(_) => 0,
         };

@@ -3,7 +3,7 @@
 //! atomically to `ledger.json` in the state directory, restored at start, and rebuilt from the
 //! owner tag comfy-warden writes into every prompt's `extra_data` when an entry is missing.
 use super::paths::Kind;
-use crate::auth::session::now_secs;
+use crate::clock::now_secs;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -1,26 +1,19 @@
 //! Tenancy: what makes one ComfyUI look like a private one to each user (the isolation contract
-//! of `docs/isolation.md`). `routes` classifies a request; the handlers rewrite requests and
-//! filter answers with the help of `paths` (namespaces), `ledger` (ownership), `live` (sockets,
+//! of `docs/isolation.md`). `route_table` classifies a request; the handlers (`http`) rewrite
+//! requests and filter answers with the help of `paths` (namespaces), `ledger` (ownership), `live` (sockets,
 //! running prompt, queue), `provision` (ComfyUI user ids) and `filter` (answers).
 pub mod catalog;
-pub mod ctx;
 pub mod events;
-pub mod extensions;
-pub mod files;
 pub mod filter;
-pub mod handle;
-pub mod info;
+pub mod http;
 pub mod ledger;
 pub mod live;
 pub mod namespace;
 pub mod nodes;
-pub mod objectinfo;
 pub mod paths;
 pub mod prompt;
 pub mod provision;
-pub mod queue;
-pub mod routes;
-pub mod submit;
+pub mod route_table;
 pub mod tenant;
 
 /// Per-daemon tenancy state.
@@ -29,7 +22,7 @@ pub struct Tenancy {
     pub ledger: ledger::Ledger,
     pub live: live::Live,
     pub catalog: catalog::CatalogCache,
-    pub filtered: objectinfo::FilteredCache,
+    pub filtered: catalog::FilteredCache,
 }
 
 impl Tenancy {

@@ -1,9 +1,14 @@
 //! The node-rule table: for each ComfyUI node class, which of its inputs carry paths and how they
-//! are confined to the caller's namespace (`prompt.rs` applies the rules). Built-in rules cover
+//! are confined to the caller's namespace (`prompt/rewrite.rs` applies the rules). Built-in rules cover
 //! every core node of ComfyUI 0.3.64 that reads or writes files; operators add rules for custom
 //! and API node classes in `warden.toml` (`[tenancy.nodes.<Class>]`), and a class listed there is
 //! what allow-lists it for non-admins.
 use std::collections::{BTreeMap, BTreeSet};
+
+/// The hidden literal input added to every output node (`prompt/rewrite.rs` adds it; no rule may name
+/// it). Undeclared literal inputs are ignored by ComfyUI's validation and execution but are
+/// part of the cache signature.
+pub const OWNER_INPUT: &str = "__warden_owner";
 
 /// How one node class touches files. Every list names inputs of the class; a name may appear in
 /// one list only (see [`NodeRule::check`]).
@@ -89,7 +94,7 @@ impl NodeRule {
             if name.is_empty() {
                 return Err(format!("{list} contains an empty input name"));
             }
-            if name == crate::tenancy::prompt::OWNER_INPUT {
+            if name == OWNER_INPUT {
                 return Err(format!("{list}: '{name}' is reserved by comfy-warden"));
             }
             if !seen.insert(name) {

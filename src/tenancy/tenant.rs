@@ -1,23 +1,22 @@
 //! A tenant: one user as the isolation rules see them (name, namespace, whether they see
 //! everything), with the ownership questions every handler and the WebSocket filter ask.
 use super::paths::{self, Kind};
-use crate::app::App;
 use serde_json::Value;
 use std::sync::Arc;
 
 /// Whose files a mapping is for: enough to run without the request (the upload pump).
 #[derive(Clone)]
 pub struct Tenant {
-    pub app: Arc<App>,
+    pub tenancy: Arc<super::Tenancy>,
     pub owner: String,
     pub ns: String,
     pub sees_all: bool,
 }
 
 impl Tenant {
-    pub fn new(app: &Arc<App>, user: &crate::config::User) -> Tenant {
+    pub fn new(tenancy: &Arc<super::Tenancy>, user: &crate::config::User) -> Tenant {
         Tenant {
-            app: app.clone(),
+            tenancy: tenancy.clone(),
             owner: user.name.to_string(),
             ns: user.namespace.clone(),
             sees_all: user.can(crate::auth::roles::Permission::ViewAll),
@@ -27,14 +26,7 @@ impl Tenant {
     /// Where `(kind, subfolder, name)` lives upstream: unchanged when the ledger says this user
     /// owns exactly that file, else inside the user's namespace.
     pub fn locate(&self, kind: Kind, sub: &str, name: &str) -> String {
-        if self
-            .app
-            .tenancy
-            .ledger
-            .file_owner(kind, sub, name)
-            .as_deref()
-            == Some(self.owner.as_str())
-        {
+        if self.tenancy.ledger.file_owner(kind, sub, name).as_deref() == Some(self.owner.as_str()) {
             sub.to_owned()
         } else {
             paths::to_upstream(&self.ns, kind, sub)
@@ -65,14 +57,11 @@ impl Tenant {
 
     /// Does this user own the queue/history tuple `[number, prompt_id, prompt, extra_data, …]`?
     pub fn owns_item(&self, item: &Value) -> bool {
-        self.app
-            .tenancy
-            .ledger
-            .owns_item(item, &self.owner, &self.ns)
+        self.tenancy.ledger.owns_item(item, &self.owner, &self.ns)
     }
 
     pub fn owns_prompt(&self, prompt_id: &str) -> bool {
-        self.app.tenancy.ledger.owns_prompt(prompt_id, &self.owner)
+        self.tenancy.ledger.owns_prompt(prompt_id, &self.owner)
     }
 
     /// The user's own pending + running count in a `/queue` answer.

@@ -5,11 +5,12 @@
 //! prompt is recorded as the user's before ComfyUI sees it (it may start at once), and the
 //! per-user queue limit is enforced with a 429.
 use super::ctx::{Ctx, private_json};
-use super::filter;
-use super::ledger::OWNER_TAG;
-use super::prompt::{self, OWNER_INPUT};
+use crate::body::read_small_body;
 use crate::body::{self, Body};
-use crate::server::routes::read_small_body;
+use crate::tenancy::filter;
+use crate::tenancy::ledger::OWNER_TAG;
+use crate::tenancy::nodes::OWNER_INPUT;
+use crate::tenancy::prompt;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::{Map, Value, json};
@@ -93,7 +94,7 @@ pub async fn submit(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
                 .as_deref()
                 == Some(ctx.owner())
         };
-        let rctx = prompt::Ctx {
+        let rctx = prompt::Caller {
             ns: ctx.ns(),
             owner_tag: &owner_tag,
             catalog: &catalog,

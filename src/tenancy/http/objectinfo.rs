@@ -6,8 +6,8 @@
 //! user's namespace never appear there: comfy-warden adds the user's own input files from the
 //! ledger (everything they uploaded), sorted like ComfyUI does.
 use super::ctx::{Ctx, private_json};
-use super::paths::{self, Kind};
 use crate::body::{self, Body};
+use crate::tenancy::paths::{self, Kind};
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use serde_json::Value;
@@ -114,44 +114,6 @@ pub fn filter_all(ctx: &Ctx<'_>, v: &mut Value, own: &[String]) {
     map.retain(|class, info| !hidden(ctx, class, info));
     for (class, info) in map.iter_mut() {
         filter_class(ctx, class, info, own);
-    }
-}
-
-/// Filtered answers per (namespace, path), reused while ComfyUI's answer, the user's own files
-/// and the configuration are unchanged: the frontend asks on every page load, and parsing,
-/// filtering and serialising ~0.5 MB of JSON is the expensive part.
-#[derive(Default)]
-pub struct FilteredCache {
-    entries: std::sync::Mutex<Entries>,
-}
-
-/// (namespace, path) → (fingerprint of what it was made from, the filtered answer).
-type Entries = std::collections::HashMap<(String, String), (u64, bytes::Bytes)>;
-
-/// What the cache may hold in all (answers are ~0.5 MB for a whole `/object_info`).
-const CACHE_MAX_BYTES: usize = 64 << 20;
-
-impl FilteredCache {
-    fn entries(&self) -> std::sync::MutexGuard<'_, Entries> {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The filtered answer kept under `key`, if it was made from the same fingerprint.
-    fn get(&self, key: &(String, String), fp: u64) -> Option<bytes::Bytes> {
-        match self.entries().get(key) {
-            Some((k, b)) if *k == fp => Some(b.clone()),
-            _ => None,
-        }
-    }
-
-    /// Keeps `answer` under `key` (emptied when it would hold more than `CACHE_MAX_BYTES`).
-    fn put(&self, key: (String, String), fp: u64, answer: bytes::Bytes) {
-        let mut cache = self.entries();
-        let held: usize = cache.values().map(|(_, b)| b.len()).sum();
-        if held + answer.len() > CACHE_MAX_BYTES {
-            cache.clear();
-        }
-        cache.insert(key, (fp, answer));
     }
 }
 

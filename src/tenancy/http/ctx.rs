@@ -73,8 +73,8 @@ impl Ctx<'_> {
         Ok(body)
     }
 
-    pub fn tenant(&self) -> super::tenant::Tenant {
-        super::tenant::Tenant::new(self.app, self.user)
+    pub fn tenant(&self) -> crate::tenancy::tenant::Tenant {
+        crate::tenancy::tenant::Tenant::new(&self.app.tenancy, self.user)
     }
 
     pub fn owns_item(&self, item: &Value) -> bool {

@@ -1,16 +1,16 @@
 //! Applies the route table to one authenticated request: permission gate, ComfyUI user id, then
 //! the handler the table names. Everything that reaches ComfyUI goes through here.
 use super::ctx::{Ctx, forbidden};
-use super::provision::ProvisionError;
-use super::routes::{Action, classify};
 use super::{extensions, files, info, objectinfo, queue, submit};
 use crate::app::App;
 use crate::auth::identity::Identity;
 use crate::auth::roles::Permission;
+use crate::body::read_small_body;
 use crate::body::{self, Body};
 use crate::config::Snapshot;
 use crate::proxy::forward;
-use crate::server::routes::read_small_body;
+use crate::tenancy::provision::ProvisionError;
+use crate::tenancy::route_table::{Action, classify};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use std::net::IpAddr;
@@ -63,7 +63,7 @@ pub async fn handle(
         }
         Err(e) => {
             tracing::error!(error = %e, user = %user.name, "cannot provision the ComfyUI user");
-            return body::error_for(
+            return crate::pages::error_for(
                 req.headers(),
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ComfyUI is misconfigured",

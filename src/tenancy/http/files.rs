@@ -6,10 +6,10 @@
 //! validated fields after it), so a 50 MB upload is never held in memory. Users with `view_all`
 //! work on ComfyUI's real paths.
 use super::ctx::{Ctx, private_json};
-use super::paths::{self, Kind};
-use super::tenant::Tenant;
 use crate::body::{self, Body, BoxError};
 use crate::proxy::forward;
+use crate::tenancy::paths::{self, Kind};
+use crate::tenancy::tenant::Tenant;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, StreamBody};

@@ -1,10 +1,11 @@
 //! comfy-warden's own HTML pages: small, self-contained (no external assets), rendered from
-//! templates compiled into the binary with every substituted value HTML-escaped.
+//! templates compiled into the binary with every substituted value HTML-escaped. Rendering
+//! only (no routing), so every layer may answer with a page: the routes that serve them are in
+//! `server/`.
 use crate::body::{self, Body};
 use http::{HeaderValue, Response, StatusCode, header};
 
-mod refused;
-pub use refused::address_refused;
+pub mod refused;
 
 const LOGIN: &str = include_str!("pages/login.html");
 const MESSAGE: &str = include_str!("pages/message.html");
@@ -121,6 +122,20 @@ pub fn message_page_with(title: &str, message: &str, link: Option<(&str, &str)>)
             ("link", &link),
         ],
     )
+}
+
+/// An error answer shaped for the client: a short page for browsers, JSON otherwise.
+pub fn error_for(
+    headers: &http::HeaderMap,
+    status: StatusCode,
+    title: &str,
+    message: &str,
+) -> Response<Body> {
+    if body::wants_html(headers) {
+        body::html(status, message_page(title, message))
+    } else {
+        body::error_json(status, message)
+    }
 }
 
 /// A page answer with the strict CSP and anti-framing headers.

@@ -3,11 +3,11 @@
 //! one message at a time. Pings are answered on each hop by the WebSocket library; close frames
 //! are passed on. A reload that removes, disables or revokes the user closes the socket (1008);
 //! shutdown closes it with 1001. Other users' sockets stay up across reloads.
-use super::headers::{self, Forwarding};
 use crate::app::App;
 use crate::auth::identity::{Identity, still_valid};
 use crate::body::{self, Body};
 use crate::config::Snapshot;
+use crate::proxy::headers::{self, Forwarding};
 use crate::tenancy::events::SocketFilter;
 use crate::tenancy::tenant::Tenant;
 use futures_util::{SinkExt, StreamExt};
@@ -153,15 +153,15 @@ pub async fn relay(
         Ok(Ok((ws, _))) => ws,
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "upstream WebSocket failed");
-            return super::forward::unreachable_answer(
+            return crate::proxy::forward::unreachable_answer(
                 wants_html,
-                &super::upstream::UpstreamError::Unreachable(e),
+                &crate::proxy::upstream::UpstreamError::Unreachable(e),
             );
         }
         Err(_) => {
-            return super::forward::unreachable_answer(
+            return crate::proxy::forward::unreachable_answer(
                 wants_html,
-                &super::upstream::UpstreamError::Timeout(snap.upstream.connect_timeout),
+                &crate::proxy::upstream::UpstreamError::Timeout(snap.upstream.connect_timeout),
             );
         }
     };
@@ -183,7 +183,8 @@ pub async fn relay(
                 )
                 .await;
                 app.counters.websockets.fetch_add(1, Ordering::Relaxed);
-                let filter = SocketFilter::new(Tenant::new(&app, &ident.user));
+                let filter =
+                    SocketFilter::new(Tenant::new(&app.tenancy, &ident.user), app.config.clone());
                 pump(&app, &ident, filter, downstream, upstream).await;
                 app.counters.websockets.fetch_sub(1, Ordering::Relaxed);
                 app.tenancy.live.socket_closed(&sid);
@@ -261,7 +262,7 @@ async fn pump<D, U>(
                     break;
                 }
             }
-            _ = crate::app::shutting_down(&mut shutdown) => {
+            _ = crate::shutdown::shutting_down(&mut shutdown) => {
                 let _ = down_tx.send(close(CloseCode::Away, "comfy-warden is restarting")).await;
                 let _ = up_tx.send(close(CloseCode::Away, "")).await;
                 break;

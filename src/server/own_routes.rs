@@ -1,13 +1,13 @@
 //! comfy-warden's own endpoints: `/login` (page and form/JSON sign-in), `/logout`,
 //! `/warden/me`, `/warden/health` and the stylesheet of the pages.
-use super::pages;
 use crate::app::App;
 use crate::auth::identity::{self, Identity};
 use crate::auth::session::TokenKind;
+use crate::body::read_small_body;
 use crate::body::{self, Body};
 use crate::config::Snapshot;
+use crate::pages;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::Deserialize;
 use std::net::IpAddr;
@@ -56,33 +56,6 @@ struct LoginForm {
 enum Format {
     Json,
     Form,
-}
-
-/// Reads a small body (comfy-warden's own endpoints only), at most `limit` bytes.
-pub async fn read_small_body(
-    req: Request<Incoming>,
-    limit: u64,
-) -> Result<(http::request::Parts, bytes::Bytes), Response<Body>> {
-    let (parts, incoming) = req.into_parts();
-    if let Some(len) = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        && len > limit
-    {
-        return Err(body::error_json(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "the request body is too large",
-        ));
-    }
-    match Limited::new(incoming, limit as usize).collect().await {
-        Ok(c) => Ok((parts, c.to_bytes())),
-        Err(_) => Err(body::error_json(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "the request body is too large",
-        )),
-    }
 }
 
 pub fn session_cookie(
@@ -176,7 +149,7 @@ pub async fn login(
             // Only configured names are logged: a password typed into the name field must not be.
             let known = snap.user(&form.username).map(|u| &*u.name);
             tracing::warn!(target: "audit", event = "login_failed", user = known, client_ip = %client_ip, route = "/login", reason = "invalid credentials", "failed sign-in");
-            crate::guard::lockout::record_failure(app, snap, &form.username, client_ip);
+            crate::guard::lockout::record_failure(&app.lockout, snap, &form.username, client_ip);
             return match format {
                 Format::Json => body::error_json(StatusCode::UNAUTHORIZED, LOGIN_FAILED),
                 Format::Form => pages::page(

@@ -2,8 +2,8 @@
 //! ComfyUI's command line, `/experiment/models` without absolute folders, model previews with a
 //! validated path, and `GET /users` answered locally so the stock frontend shows no user picker.
 use super::ctx::{Ctx, private_json};
-use super::paths;
 use crate::body::{self, Body};
+use crate::tenancy::paths;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::{Value, json};

@@ -2,10 +2,10 @@
 //! `GET /history[/{id}]`, `POST /history`, `POST /interrupt`. Paging of history is applied
 //! after filtering, with ComfyUI's semantics (`max_items` without `offset` = the last N).
 use super::ctx::{Ctx, empty_ok, private_json};
-use super::filter;
 use crate::auth::roles::Permission;
 use crate::body::Body;
 use crate::proxy::forward;
+use crate::tenancy::filter;
 use bytes::Bytes;
 use http::{Method, Response, StatusCode};
 use serde_json::value::RawValue;
@@ -48,7 +48,7 @@ pub async fn prompt_get(ctx: &Ctx<'_>) -> Response<Body> {
         .app
         .tenancy
         .live
-        .queue(ctx.snap, super::live::QUEUE_FRESH)
+        .queue(ctx.snap, crate::tenancy::live::QUEUE_FRESH)
         .await
     {
         Ok(q) => {
