@@ -3,13 +3,13 @@
 //! filtering of big ComfyUI answers and the reload of a 10,000-user file, and writes the table
 //! into BENCHMARKS.md. Figures only; nothing here passes or fails.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
-#[path = "../tests/support/harness.rs"]
+#[path = "../tests/it/support/harness.rs"]
 mod harness;
-#[path = "../tests/support/http.rs"]
+#[path = "../tests/it/support/http.rs"]
 mod http_client;
 #[path = "support/upstream.rs"]
 mod upstream;
-#[path = "../tests/support/ws.rs"]
+#[path = "../tests/it/support/ws.rs"]
 mod ws;
 
 use std::fmt::Write as _;
