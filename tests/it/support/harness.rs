@@ -199,10 +199,6 @@ impl Warden {
         format!("http://{}{}", self.addr, path)
     }
 
-    pub fn ws_url(&self, path: &str) -> String {
-        format!("ws://{}{}", self.addr, path)
-    }
-
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }

@@ -69,10 +69,6 @@ impl Blob {
         self.len
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// Hex SHA-256 of the contents (computed lazily for pattern files).
     pub fn sha256(&self) -> String {
         self.sha
@@ -196,14 +192,6 @@ impl BlobWriter {
             mem: Vec::new(),
             disk: None,
         }
-    }
-
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     pub async fn write(&mut self, data: &[u8]) -> io::Result<()> {

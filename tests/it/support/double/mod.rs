@@ -2,7 +2,6 @@
 //! routes (at `/X` and `/api/X`), the WebSocket protocol, the queue/worker/history, and
 //! in-memory input/output/temp/user files, answering with the recorded shapes and headers
 //! (`tests/fixtures/comfyui-0.3.64/`). See `/work/shared/reference/comfyui-0.3.64-api.md`.
-#![allow(dead_code)]
 
 mod blob;
 mod exec;
@@ -30,9 +29,6 @@ use tokio::net::TcpListener;
 
 use blob::Blob;
 use state::{Shared, lock};
-
-/// Base directory of the double's fake ComfyUI install (paths in messages start with it).
-pub const COMFY_BASE: &str = paths::BASE;
 
 /// One HTTP request as the double received it.
 #[derive(Clone, Debug)]
@@ -97,7 +93,6 @@ pub struct WsClient {
     pub sid: String,
     /// Raw query string of the upgrade request (without `?`).
     pub query: String,
-    pub headers: Vec<(String, String)>,
 }
 
 pub struct Double {
@@ -269,7 +264,6 @@ impl Double {
             .map(|s| WsClient {
                 sid: s.sid.clone(),
                 query: s.query.clone(),
-                headers: s.headers.clone(),
             })
             .collect()
     }
@@ -287,12 +281,6 @@ impl Double {
         self.shared.lock().queue_json()
     }
 
-    /// The JSON of `GET /history` (insertion order is lost in the `Value`; see `history_ids`).
-    pub fn history_snapshot(&self) -> Value {
-        let g = self.shared.lock();
-        Value::Object(g.history.iter().cloned().collect())
-    }
-
     /// History prompt ids in insertion order.
     pub fn history_ids(&self) -> Vec<String> {
         self.shared
@@ -307,11 +295,6 @@ impl Double {
     /// (preview frames, `send_progress_text`), which ComfyUI's core file nodes never do.
     pub fn enable_progress_node(&self) {
         self.shared.lock().progress_node = true;
-    }
-
-    /// Forget cached node results (what `POST /free {"free_memory":true}` does).
-    pub fn clear_cache(&self) {
-        self.shared.lock().cache.clear();
     }
 
     /// A recording from `tests/fixtures/comfyui-0.3.64/` (`{"request","status","headers","body"}`).

@@ -6,7 +6,6 @@ pub const INPUT: &str = "/opt/comfyui/input";
 pub const OUTPUT: &str = "/opt/comfyui/output";
 pub const TEMP: &str = "/opt/comfyui/temp";
 pub const USER: &str = "/opt/comfyui/user";
-pub const MODELS: &str = "/opt/comfyui/models";
 
 /// `folder_paths.get_directory_by_type`.
 pub fn dir_for_kind(kind: &str) -> Option<&'static str> {

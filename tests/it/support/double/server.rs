@@ -29,7 +29,6 @@ const RECEIVED_PREFIX: usize = 1024 * 1024;
 /// A request as the handlers see it.
 pub struct Req {
     pub method: Method,
-    pub raw_path: String,
     /// Path segments, each percent-decoded once (so `%2F` inside a segment becomes `/`).
     pub segs: Vec<String>,
     pub query: Option<String>,
@@ -199,7 +198,6 @@ async fn handle(shared: Arc<Shared>, mut req: Request<Incoming>) -> Response<Bod
     let decoded_path = percent_decode(&raw_path);
     let r = Req {
         method,
-        raw_path,
         segs,
         query,
         headers: parts.headers,

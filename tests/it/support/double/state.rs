@@ -64,11 +64,9 @@ impl Shared {
 
 /// One connected WebSocket (`self.sockets[sid]` + `self.sockets_metadata[sid]`).
 pub struct Socket {
-    pub conn: u64,
     pub sid: String,
     pub tx: mpsc::UnboundedSender<Message>,
     pub query: String,
-    pub headers: Vec<(String, String)>,
     pub feature_flags: Value,
 }
 
@@ -124,7 +122,6 @@ pub struct Inner {
     pub running: Option<QueueItem>,
     pub history: Vec<(String, Value)>,
     pub sockets: Vec<Socket>,
-    pub next_conn: u64,
     pub client_id: Option<String>,
     pub last_node_id: Option<String>,
     pub last_prompt_id: Option<String>,
@@ -153,7 +150,6 @@ impl Inner {
             running: None,
             history: Vec::new(),
             sockets: Vec::new(),
-            next_conn: 0,
             client_id: None,
             last_node_id: None,
             last_prompt_id: None,

@@ -68,23 +68,13 @@ pub fn upgrade(shared: &Arc<Shared>, mut req: Req) -> Resp {
         sid_param
     };
     let query = req.query.clone().unwrap_or_default();
-    let headers: Vec<(String, String)> = req
-        .headers
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_ascii_lowercase(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
     let s = shared.clone();
     let task = tokio::spawn(async move {
         let Ok(upgraded) = on_upgrade.await else {
             return;
         };
         let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
-        serve_socket(s, ws, sid, query, headers).await;
+        serve_socket(s, ws, sid, query).await;
     });
     shared.track(task.abort_handle());
     Resp::new(101)
@@ -93,13 +83,8 @@ pub fn upgrade(shared: &Arc<Shared>, mut req: Req) -> Resp {
         .header("Sec-WebSocket-Accept", derive_accept_key(key.as_bytes()))
 }
 
-async fn serve_socket<S>(
-    shared: Arc<Shared>,
-    ws: WebSocketStream<S>,
-    sid: String,
-    query: String,
-    headers: Vec<(String, String)>,
-) where
+async fn serve_socket<S>(shared: Arc<Shared>, ws: WebSocketStream<S>, sid: String, query: String)
+where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sink, mut stream) = ws.split();
@@ -107,14 +92,10 @@ async fn serve_socket<S>(
     {
         let mut g = shared.lock();
         g.sockets.retain(|s| s.sid != sid);
-        g.next_conn += 1;
-        let conn = g.next_conn;
         g.sockets.push(Socket {
-            conn,
             sid: sid.clone(),
             tx,
             query,
-            headers,
             feature_flags: json!({}),
         });
         let mut status = json!({"status": g.queue_info()});
