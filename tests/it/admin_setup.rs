@@ -2,16 +2,19 @@
 //! its token creates the administrator (in the writable users file), exactly once even under
 //! racing requests; afterwards setup is closed and the new administrator can sign in.
 use crate::support;
+use crate::support::config::{TestConfig, TestUser, users_toml};
 use crate::support::double::Double;
-use crate::support::harness::{TestConfig, TestUser, Warden, users_toml};
-use crate::support::http::{get, login, post, post_json};
+use crate::support::harness::Warden;
+use crate::support::http::{bearer, get, login, post, post_json};
+use crate::support::users::{alice, root};
 
 fn config(url: &str, users: Vec<TestUser>, writable: bool) -> TestConfig {
-    let mut c = TestConfig::new(url, users);
+    let c = TestConfig::new(url).users(users);
     if writable {
-        c.files_extra = "users_writable = \"state/users.local.toml\"\n".into();
+        c.files(|f| f.users_writable("state/users.local.toml"))
+    } else {
+        c
     }
-    c
 }
 
 /// The token of the newest setup URL in the log (after byte `from`).
@@ -46,11 +49,7 @@ const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded")
 #[tokio::test]
 async fn the_setup_token_creates_the_first_admin_once() {
     let d = Double::start().await;
-    let w = Warden::start(&config(
-        &d.url(),
-        vec![TestUser::new("alice", "alice-pw", &["user"])],
-        true,
-    ));
+    let w = Warden::start(&config(&d.url(), vec![alice()], true));
     let token = setup_token(&w, 0);
     let line = w
         .log()
@@ -146,7 +145,7 @@ async fn the_setup_token_creates_the_first_admin_once() {
 
     // The new administrator signs in and administers.
     let boss = login(&w.url(""), "boss", "boss-pw").await;
-    let auth = format!("Bearer {boss}");
+    let auth = bearer(&boss);
     let r = get(&w.url("/warden/admin/users"), &[("authorization", &auth)]).await;
     assert_eq!(r.status, 200, "{}", r.text());
     // ... but cannot remove the only administrator.
@@ -216,8 +215,7 @@ async fn without_a_writable_file_the_page_explains_what_to_do() {
 #[tokio::test]
 async fn setup_is_closed_while_an_admin_exists_and_reopens_when_none_is_left() {
     let d = Double::start().await;
-    let users = vec![TestUser::new("root", "root-pw", &["admin"])];
-    let w = Warden::start(&config(&d.url(), users, true));
+    let w = Warden::start(&config(&d.url(), vec![root()], true));
     assert!(w.wait_log("comfy-warden is ready", 0));
     assert!(!w.log().contains("setup?token="), "{}", w.log());
     let r = get(&w.url("/warden/setup?token=abc"), &[]).await;

@@ -1,24 +1,26 @@
 //! Users without a database: the writable users file edited by `comfy-warden user …` (comments
 //! kept, declarative users refused, every change picked up by the running daemon), the admin
 //! API on the same file, and freeing ComfyUI's memory after the last sign-out.
+use crate::support::config::{TestConfig, TestUser, phc};
 use crate::support::double::Double;
-use crate::support::harness::{TestConfig, TestUser, Warden, binary, phc};
-use crate::support::http::{self, cookie_header, get, login, post, post_json};
+use crate::support::harness::{Warden, binary};
+use crate::support::http::{
+    self, bearer, cookie_header, get, login, login_answer, post, post_json,
+};
+use crate::support::poll::eventually;
+use crate::support::users::{alice, bob, root};
 use ::http::Method;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-const WRITABLE: &str = "users_writable = \"state/users.local.toml\"\n";
-/// Polling sign-ins while a change becomes live must not trip the lockout.
-const LENIENT_LOCKOUT: &str = "[lockout]\nmax_failures = 1000\n";
-
+/// The writable users file (with a lockout that polling sign-ins, while a change becomes live,
+/// cannot trip).
 fn config(url: &str, users: Vec<TestUser>) -> TestConfig {
-    let mut c = TestConfig::new(url, users);
-    c.files_extra = WRITABLE.into();
-    c.extra = LENIENT_LOCKOUT.into();
-    c
+    TestConfig::new(url)
+        .users(users)
+        .files(|f| f.users_writable("state/users.local.toml"))
+        .lockout(|l| l.max_failures(1000))
 }
 
 /// Runs `comfy-warden ARGS --config DIR` with `stdin`; returns (success, stdout + stderr).
@@ -57,41 +59,18 @@ fn cli_ok(dir: &Path, args: &[&str], stdin: Option<&str>) -> String {
     out
 }
 
-/// Polls `f` until it is true (bounded).
-async fn eventually<F, Fut>(what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting until {what}");
-}
-
 async fn login_status(base: &str, user: &str, password: &str) -> u16 {
-    post_json(
-        &format!("{base}/login"),
-        &[],
-        &serde_json::json!({"username": user, "password": password}),
-    )
-    .await
-    .status
-    .as_u16()
+    login_answer(base, user, password, &[])
+        .await
+        .status
+        .as_u16()
 }
 
 async fn me_status(w: &Warden, token: &str) -> u16 {
-    get(
-        &w.url("/warden/me"),
-        &[("authorization", &format!("Bearer {token}"))],
-    )
-    .await
-    .status
-    .as_u16()
+    get(&w.url("/warden/me"), &[("authorization", &bearer(token))])
+        .await
+        .status
+        .as_u16()
 }
 
 const HAND_WRITTEN: &str = "# Local users of this machine.\n# Keep this header.\n\n[users.carol] # carol from the lab\npassword_hash = \"PHC\"\nroles = [\"user\"]   # only a user\n\n# end of the hand-written part\n";
@@ -99,10 +78,7 @@ const HAND_WRITTEN: &str = "# Local users of this machine.\n# Keep this header.\
 #[tokio::test]
 async fn cli_changes_are_picked_up_by_the_running_daemon_and_keep_comments() {
     let d = Double::start().await;
-    let cfg = config(
-        &d.url(),
-        vec![TestUser::new("alice", "alice-pw", &["user"])],
-    );
+    let cfg = config(&d.url(), vec![alice()]);
     let dir = tempfile::tempdir().unwrap();
     cfg.write(dir.path());
     std::fs::create_dir(dir.path().join("state")).unwrap();
@@ -218,10 +194,7 @@ async fn cli_changes_are_picked_up_by_the_running_daemon_and_keep_comments() {
 #[test]
 fn cli_refuses_declarative_users_and_invalid_input() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(
-        "http://127.0.0.1:8188",
-        vec![TestUser::new("alice", "alice-pw", &["user"])],
-    );
+    let cfg = config("http://127.0.0.1:8188", vec![alice()]);
     cfg.write(dir.path());
     let declarative = std::fs::read_to_string(dir.path().join("users.toml")).unwrap();
     let writable = dir.path().join("state/users.local.toml");
@@ -299,17 +272,13 @@ fn cli_refuses_declarative_users_and_invalid_input() {
 
     // Without files.users_writable the CLI says what to set.
     let plain = tempfile::tempdir().unwrap();
-    TestConfig::new("http://127.0.0.1:8188", vec![]).write(plain.path());
+    TestConfig::new("http://127.0.0.1:8188").write(plain.path());
     let (ok, out) = cli(
         plain.path(),
         &["user", "add", "dave", "--password-stdin"],
         Some("pw\n"),
     );
     assert!(!ok && out.contains("files.users_writable"), "{out}");
-}
-
-fn bearer(t: &str) -> String {
-    format!("Bearer {t}")
 }
 
 async fn send_json(method: Method, url: &str, token: &str, v: &serde_json::Value) -> http::Resp {
@@ -329,13 +298,7 @@ async fn send_json(method: Method, url: &str, token: &str, v: &serde_json::Value
 #[tokio::test]
 async fn admin_api_manages_the_writable_users_and_is_gated() {
     let d = Double::start().await;
-    let w = Warden::start(&config(
-        &d.url(),
-        vec![
-            TestUser::new("root", "root-pw", &["admin"]),
-            TestUser::new("alice", "alice-pw", &["user"]),
-        ],
-    ));
+    let w = Warden::start(&config(&d.url(), vec![root(), alice()]));
     let base = w.url("");
     let users = w.url("/warden/admin/users");
     let root = login(&base, "root", "root-pw").await;
@@ -530,10 +493,7 @@ async fn admin_api_manages_the_writable_users_and_is_gated() {
 #[tokio::test]
 async fn without_a_writable_file_the_admin_api_only_lists() {
     let d = Double::start().await;
-    let w = Warden::start(&TestConfig::new(
-        &d.url(),
-        vec![TestUser::new("root", "root-pw", &["admin"])],
-    ));
+    let w = Warden::start(&TestConfig::new(&d.url()).user(root()));
     let root = login(&w.url(""), "root", "root-pw").await;
     let users = w.url("/warden/admin/users");
     assert_eq!(
@@ -556,14 +516,9 @@ async fn without_a_writable_file_the_admin_api_only_lists() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn free_memory_on_logout_after_the_last_session_only() {
     let d = Double::start().await;
-    let mut cfg = TestConfig::new(
-        &d.url(),
-        vec![
-            TestUser::new("alice", "alice-pw", &["user"]),
-            TestUser::new("bob", "bob-pw", &["user"]),
-        ],
-    );
-    cfg.extra = "[tenancy]\nfree_memory_on_logout = true\n".into();
+    let cfg = TestConfig::new(&d.url())
+        .users(vec![alice(), bob()])
+        .tenancy(|t| t.free_memory_on_logout(true));
     let w = Warden::start(&cfg);
     let base = w.url("");
     let first = cookie_header(&login(&base, "alice", "alice-pw").await);
@@ -606,10 +561,7 @@ async fn free_memory_on_logout_after_the_last_session_only() {
 #[tokio::test]
 async fn free_memory_on_logout_is_off_by_default() {
     let d = Double::start().await;
-    let w = Warden::start(&TestConfig::new(
-        &d.url(),
-        vec![TestUser::new("alice", "alice-pw", &["user"])],
-    ));
+    let w = Warden::start(&TestConfig::new(&d.url()).user(alice()));
     let cookie = cookie_header(&login(&w.url(""), "alice", "alice-pw").await);
     let r = post(&w.url("/logout"), &[("cookie", &cookie)], "").await;
     assert_eq!(r.status, 200);

@@ -1,7 +1,7 @@
 //! CSRF: state-changing requests and WebSocket upgrades authenticated by the session cookie are
 //! refused when a browser says they come from another site (Fetch Metadata, or Origin);
 //! same-origin requests (the stock frontend) and Bearer/Basic requests pass.
-use crate::support::http::{self, post_json};
+use crate::support::http::{self, bearer, post_json};
 use crate::support::tenants::{self, preview_graph};
 use crate::support::ws;
 use serde_json::json;
@@ -45,7 +45,7 @@ async fn cross_site_posts_with_the_cookie_are_refused() {
 async fn bearer_requests_are_exempt() {
     let t = tenants::start().await;
     let token = http::login(&t.w.url(""), "bob", "bob-pw").await;
-    let auth = format!("Bearer {token}");
+    let auth = bearer(&token);
     let r = post_json(
         &t.w.url("/prompt"),
         &[("authorization", &auth), ("sec-fetch-site", "cross-site")],

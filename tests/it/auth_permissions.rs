@@ -1,31 +1,25 @@
 //! Permission gates not covered elsewhere: `settings` (own ComfyUI settings and user data) and
 //! `interrupt_any` (interrupt other users' prompts), with roles defined in roles.toml.
+use crate::support::config::{TestConfig, TestUser};
 use crate::support::double::Double;
-use crate::support::harness::{TestConfig, TestUser, Warden};
+use crate::support::harness::Warden;
 use crate::support::http::{cookie_header, get, login, post, post_json};
 use crate::support::tenants::preview_graph;
+use crate::support::users::alice;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
 async fn start() -> (Double, Warden) {
     let d = Double::start().await;
-    let mut cfg = TestConfig::new(
-        &d.url(),
-        vec![
-            TestUser::new("alice", "alice-pw", &["user"]),
+    let cfg = TestConfig::new(&d.url())
+        .users(vec![
+            alice(),
             TestUser::new("kiosk", "kiosk-pw", &["runner"]),
             TestUser::new("mod", "mod-pw", &["user", "moderator"]),
-        ],
-    );
-    cfg.files_extra = "roles = \"roles.toml\"\n".into();
-    let dir = tempfile::tempdir().unwrap();
-    cfg.write(dir.path());
-    std::fs::write(
-        dir.path().join("roles.toml"),
-        "[roles.runner]\npermissions = [\"run\"]\n\n[roles.moderator]\npermissions = [\"interrupt_any\"]\n",
-    )
-    .unwrap();
-    (d, Warden::start_in(dir, &[]))
+        ])
+        .role("runner", &["run"])
+        .role("moderator", &["interrupt_any"]);
+    (d, Warden::start(&cfg))
 }
 
 #[tokio::test]

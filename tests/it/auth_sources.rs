@@ -1,8 +1,10 @@
 //! External identity sources: an identity provider's JWT (verified against a JWKS file; signed
 //! here with a test Ed25519 key) and a gateway's trusted header from trusted and untrusted peers.
+use crate::support::config::{TestConfig, TestUser};
 use crate::support::double::Double;
-use crate::support::harness::{TestConfig, TestUser, Warden};
-use crate::support::http::{self, get};
+use crate::support::harness::Warden;
+use crate::support::http::{self, bearer, get};
+use crate::support::users::alice;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 
@@ -20,34 +22,34 @@ fn claims(sub: &str, aud: &str, exp_in: i64) -> serde_json::Value {
     json!({"iss": "https://idp.example", "aud": aud, "sub": sub, "iat": now, "exp": now + exp_in})
 }
 
-fn jwt_config(d: &Double, default_roles: &str) -> TestConfig {
-    let mut cfg = TestConfig::new(
-        &d.url(),
-        vec![
-            TestUser::new("alice", "alice-pw", &["user"]),
+fn jwt_config(d: &Double, default_roles: &[&str]) -> TestConfig {
+    let jwks = format!("{IDP}/jwks.json");
+    TestConfig::new(&d.url())
+        .users([
+            alice(),
             TestUser::new("dora", "dora-pw", &["user"]).disabled(),
-        ],
-    );
-    cfg.extra = format!(
-        "[auth.external_jwt]\njwks_file = \"{IDP}/jwks.json\"\nissuer = \"https://idp.example\"\naudience = \"comfy-warden\"\nuser_claim = \"sub\"\ndefault_roles = [{default_roles}]\n"
-    );
-    cfg
-}
-
-fn auth(t: &str) -> String {
-    format!("Bearer {t}")
+        ])
+        .auth(|a| {
+            a.external_jwt(|j| {
+                j.jwks_file(&jwks)
+                    .issuer("https://idp.example")
+                    .audience("comfy-warden")
+                    .user_claim("sub")
+                    .default_roles(default_roles)
+            })
+        })
 }
 
 #[tokio::test]
 async fn identity_provider_tokens_are_verified() {
     let d = Double::start().await;
-    let w = Warden::start(&jwt_config(&d, "\"user\""));
+    let w = Warden::start(&jwt_config(&d, &["user"]));
     let good = idp_token(
         "ed25519-private.pem",
         "test-idp-1",
         claims("carol", "comfy-warden", 600),
     );
-    let me = get(&w.url("/warden/me"), &[("authorization", &auth(&good))]).await;
+    let me = get(&w.url("/warden/me"), &[("authorization", &bearer(&good))]).await;
     assert_eq!(me.status, 200, "{}", me.text());
     assert_eq!(me.json()["user"], "carol");
     assert_eq!(me.json()["auth"], "external_jwt");
@@ -65,7 +67,7 @@ async fn identity_provider_tokens_are_verified() {
     let r = http::post(
         &w.url("/upload/image"),
         &[
-            ("authorization", &auth(&good)),
+            ("authorization", &bearer(&good)),
             ("content-type", "multipart/form-data; boundary=b"),
         ],
         form,
@@ -80,7 +82,7 @@ async fn identity_provider_tokens_are_verified() {
         claims("alice", "comfy-warden", 600),
     );
     assert_eq!(
-        get(&w.url("/warden/me"), &[("authorization", &auth(&known))])
+        get(&w.url("/warden/me"), &[("authorization", &bearer(&known))])
             .await
             .json()["user"],
         "alice"
@@ -118,7 +120,7 @@ async fn identity_provider_tokens_are_verified() {
         ),
     ] {
         assert_eq!(
-            get(&w.url("/api/queue"), &[("authorization", &auth(&bad))])
+            get(&w.url("/api/queue"), &[("authorization", &bearer(&bad))])
                 .await
                 .status,
             401
@@ -139,9 +141,12 @@ async fn identity_provider_tokens_are_verified() {
     )
     .unwrap();
     assert_eq!(
-        get(&w.url("/api/queue"), &[("authorization", &auth(&confused))])
-            .await
-            .status,
+        get(
+            &w.url("/api/queue"),
+            &[("authorization", &bearer(&confused))]
+        )
+        .await
+        .status,
         401
     );
 }
@@ -149,14 +154,14 @@ async fn identity_provider_tokens_are_verified() {
 #[tokio::test]
 async fn without_default_roles_only_known_users_are_accepted() {
     let d = Double::start().await;
-    let w = Warden::start(&jwt_config(&d, ""));
+    let w = Warden::start(&jwt_config(&d, &[]));
     let carol = idp_token(
         "ed25519-private.pem",
         "test-idp-1",
         claims("carol", "comfy-warden", 600),
     );
     assert_eq!(
-        get(&w.url("/api/queue"), &[("authorization", &auth(&carol))])
+        get(&w.url("/api/queue"), &[("authorization", &bearer(&carol))])
             .await
             .status,
         401
@@ -167,7 +172,7 @@ async fn without_default_roles_only_known_users_are_accepted() {
         claims("alice", "comfy-warden", 600),
     );
     assert_eq!(
-        get(&w.url("/api/queue"), &[("authorization", &auth(&alice))])
+        get(&w.url("/api/queue"), &[("authorization", &bearer(&alice))])
             .await
             .status,
         200
@@ -175,14 +180,13 @@ async fn without_default_roles_only_known_users_are_accepted() {
 }
 
 fn header_config(d: &Double, from: &str) -> TestConfig {
-    let mut cfg = TestConfig::new(
-        &d.url(),
-        vec![TestUser::new("alice", "alice-pw", &["user"])],
-    );
-    cfg.extra = format!(
-        "[auth.trusted_header]\nname = \"X-Authenticated-User\"\nfrom = [\"{from}\"]\ndefault_roles = [\"user\"]\n"
-    );
-    cfg
+    TestConfig::new(&d.url()).user(alice()).auth(|a| {
+        a.trusted_header(|h| {
+            h.name("X-Authenticated-User")
+                .from(&[from])
+                .default_roles(&["user"])
+        })
+    })
 }
 
 #[tokio::test]

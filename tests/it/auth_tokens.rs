@@ -2,30 +2,24 @@
 //! revoked one by one (persisting across restarts), revoked all at once by a token_version bump
 //! in a live users.toml edit, and verified across a key rotation (`kid`).
 use crate::support;
-use crate::support::harness::{TestConfig, TestUser, Warden, users_toml};
-use crate::support::http::{self, cookie_header, get, login, post_json};
+use crate::support::config::{TestConfig, users_toml};
+use crate::support::harness::Warden;
+use crate::support::http::{self, bearer, cookie_header, get, login, post_json};
+use crate::support::users;
 use serde_json::json;
-
-fn users() -> Vec<TestUser> {
-    vec![
-        TestUser::new("alice", "alice-pw", &["user"]),
-        TestUser::new("bob", "bob-pw", &["user"]),
-        TestUser::new("gail", "gail-pw", &["guest"]),
-    ]
-}
 
 async fn token(w: &Warden, cookie: &str, body: serde_json::Value) -> http::Resp {
     post_json(&w.url("/warden/token"), &[("cookie", cookie)], &body).await
 }
 
-fn bearer(t: &str) -> String {
-    format!("Bearer {t}")
-}
-
 #[tokio::test]
 async fn tokens_are_issued_listed_used_and_revoked() {
     let d = support::double::Double::start().await;
-    let w = Warden::start(&TestConfig::new(&d.url(), users()));
+    let w = Warden::start(&TestConfig::new(&d.url()).users([
+        users::alice(),
+        users::bob(),
+        users::gail(),
+    ]));
     let alice = cookie_header(&login(&w.url(""), "alice", "alice-pw").await);
     let r = token(&w, &alice, json!({"label": "render farm", "ttl": "2h"})).await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -101,8 +95,9 @@ async fn tokens_are_issued_listed_used_and_revoked() {
 #[tokio::test]
 async fn permission_and_lifetime_are_enforced() {
     let d = support::double::Double::start().await;
-    let mut cfg = TestConfig::new(&d.url(), users());
-    cfg.extra = "[auth]\nmax_token_ttl = \"7d\"\nsession_ttl = \"1h\"\n".into();
+    let cfg = TestConfig::new(&d.url())
+        .users([users::alice(), users::bob(), users::gail()])
+        .auth(|a| a.max_token_ttl("7d").session_ttl("1h"));
     let w = Warden::start(&cfg);
     let gail = cookie_header(&login(&w.url(""), "gail", "gail-pw").await);
     assert_eq!(
@@ -163,7 +158,11 @@ async fn permission_and_lifetime_are_enforced() {
 #[tokio::test]
 async fn a_token_version_bump_revokes_everything_of_that_user() {
     let d = support::double::Double::start().await;
-    let w = Warden::start(&TestConfig::new(&d.url(), users()));
+    let w = Warden::start(&TestConfig::new(&d.url()).users([
+        users::alice(),
+        users::bob(),
+        users::gail(),
+    ]));
     let alice = cookie_header(&login(&w.url(""), "alice", "alice-pw").await);
     let t = token(&w, &alice, json!({"label": "x"})).await.json()["token"]
         .as_str()
@@ -184,7 +183,7 @@ async fn a_token_version_bump_revokes_everything_of_that_user() {
         );
     }
 
-    let mut changed = users();
+    let mut changed = vec![users::alice(), users::bob(), users::gail()];
     changed[0].token_version = 2;
     let mark = w.log_len();
     w.replace_file("users.toml", &users_toml(&changed));
@@ -215,15 +214,18 @@ async fn key_rotation_keeps_old_tokens_while_the_old_key_is_listed() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("key-a"), "a".repeat(48)).unwrap();
     std::fs::write(dir.path().join("key-b"), "b".repeat(48)).unwrap();
-    let mut cfg = TestConfig::new(&d.url(), users());
-    cfg.extra = "[auth]\nsecret_file = \"key-a\"\n".into();
-    cfg.write(dir.path());
+    let cfg = TestConfig::new(&d.url()).users([users::alice(), users::bob(), users::gail()]);
+    cfg.clone()
+        .auth(|a| a.secret_file("key-a"))
+        .write(dir.path());
     let w = Warden::start_in(dir, &[]);
     let old = login(&w.url(""), "alice", "alice-pw").await;
 
     let (_, dir) = w.stop_keep_dir();
-    cfg.extra = "[auth]\nsecret_file = \"key-b\"\nprevious_secret_files = [\"key-a\"]\n".into();
-    std::fs::write(dir.path().join("warden.toml"), cfg.warden_toml()).unwrap();
+    let rotated = cfg
+        .clone()
+        .auth(|a| a.secret_file("key-b").previous_secret_files(&["key-a"]));
+    std::fs::write(dir.path().join("warden.toml"), rotated.warden_toml()).unwrap();
     let w = Warden::start_in(dir, &[]);
     assert_eq!(
         get(&w.url("/queue"), &[("authorization", &bearer(&old))])
@@ -235,8 +237,8 @@ async fn key_rotation_keeps_old_tokens_while_the_old_key_is_listed() {
     let new = login(&w.url(""), "alice", "alice-pw").await;
 
     let (_, dir) = w.stop_keep_dir();
-    cfg.extra = "[auth]\nsecret_file = \"key-b\"\n".into();
-    std::fs::write(dir.path().join("warden.toml"), cfg.warden_toml()).unwrap();
+    let retired = cfg.auth(|a| a.secret_file("key-b"));
+    std::fs::write(dir.path().join("warden.toml"), retired.warden_toml()).unwrap();
     let w = Warden::start_in(dir, &[]);
     assert_eq!(
         get(&w.url("/queue"), &[("authorization", &bearer(&old))])

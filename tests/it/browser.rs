@@ -7,8 +7,10 @@
 //! test prints SKIP and passes, unless `COMFY_WARDEN_BROWSER=required` (set by `scripts/test`
 //! once the install worked), where anything missing is a failure.
 
+use crate::support::config::{TestConfig, TestUser};
 use crate::support::double::Double;
-use crate::support::harness::{TestConfig, TestUser, Warden};
+use crate::support::harness::Warden;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -96,20 +98,18 @@ async fn real_frontend_login_canvas_queue_logout() {
         ("bob", "bob-pw-e2e", "user"),
         ("carol", "carol-pw-e2e", "guest"),
     ];
-    let mut cfg = TestConfig::new(
-        &d.url(),
-        users
-            .iter()
-            .map(|(n, p, r)| TestUser::new(n, p, &[r]))
-            .collect(),
-    );
     // The browser reaches the daemon over loopback; its X-Forwarded-For stands for the lockout
     // and refused-address checks' own client addresses.
-    cfg.server_extra = "trusted_proxies = [\"127.0.0.1/32\"]\n".into();
-    cfg.ip_rules = "deny = [\"203.0.113.0/24\"]\n".into();
-    cfg.extra =
-        "[lockout]\nmax_failures = 3\nwindow = \"5m\"\nfirst_delay = \"1m\"\nmax_delay = \"2m\"\n"
-            .into();
+    let cfg = TestConfig::new(&d.url())
+        .users(users.iter().map(|(n, p, r)| TestUser::new(n, p, &[r])))
+        .server(|s| s.trusted_proxies(&["127.0.0.1/32"]))
+        .ip_rules(|r| r.deny(&["203.0.113.0/24"]))
+        .lockout(|l| {
+            l.max_failures(3)
+                .window("5m")
+                .first_delay("1m")
+                .max_delay("2m")
+        });
     let w = Warden::start(&cfg);
     let users_json = serde_json::to_string(
         &users

@@ -1,5 +1,6 @@
 //! `comfy-warden check`: the example configuration is valid; broken ones fail naming file and key.
-use crate::support::harness::{TestConfig, TestUser, binary, phc};
+use crate::support::config::{TestConfig, TestUser, phc};
+use crate::support::harness::binary;
 use std::process::Command;
 
 fn check(dir: &std::path::Path) -> (bool, String) {
@@ -19,14 +20,20 @@ fn check(dir: &std::path::Path) -> (bool, String) {
     )
 }
 
-fn valid_dir() -> tempfile::TempDir {
+/// A valid configuration with one user.
+fn valid() -> TestConfig {
+    TestConfig::new("http://127.0.0.1:8188").user(TestUser::new("alice", "pw-alice", &["user"]))
+}
+
+/// A configuration directory holding `cfg`.
+fn dir_with(cfg: &TestConfig) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    TestConfig::new(
-        "http://127.0.0.1:8188",
-        vec![TestUser::new("alice", "pw-alice", &["user"])],
-    )
-    .write(dir.path());
+    cfg.write(dir.path());
     dir
+}
+
+fn valid_dir() -> tempfile::TempDir {
+    dir_with(&valid())
 }
 
 #[test]
@@ -61,13 +68,7 @@ fn plaintext_password_is_refused_without_echo() {
 
 #[test]
 fn unknown_key_is_named() {
-    let dir = valid_dir();
-    let toml = std::fs::read_to_string(dir.path().join("warden.toml")).unwrap();
-    std::fs::write(
-        dir.path().join("warden.toml"),
-        toml.replace("[upstream]\n", "[upstream]\nurll = \"x\"\n"),
-    )
-    .unwrap();
+    let dir = dir_with(&valid().unchecked_key("upstream.urll", "x"));
     let (ok, out) = check(dir.path());
     assert!(!ok);
     assert!(out.contains("warden.toml line"), "{out}");
@@ -77,16 +78,7 @@ fn unknown_key_is_named() {
 
 #[test]
 fn bad_duration_is_named() {
-    let dir = valid_dir();
-    let toml = std::fs::read_to_string(dir.path().join("warden.toml")).unwrap();
-    std::fs::write(
-        dir.path().join("warden.toml"),
-        toml.replace(
-            "connect_timeout = \"2s\"",
-            "connect_timeout = \"2 fortnights\"",
-        ),
-    )
-    .unwrap();
+    let dir = dir_with(&valid().upstream(|u| u.connect_timeout("2 fortnights")));
     let (ok, out) = check(dir.path());
     assert!(!ok);
     assert!(out.contains("warden.toml line"), "{out}");
@@ -126,13 +118,7 @@ fn unknown_role_and_bad_user_name_are_named() {
 
 #[test]
 fn plain_http_on_public_address_is_refused() {
-    let dir = valid_dir();
-    let toml = std::fs::read_to_string(dir.path().join("warden.toml")).unwrap();
-    std::fs::write(
-        dir.path().join("warden.toml"),
-        toml.replace("127.0.0.1:0", "0.0.0.0:8080"),
-    )
-    .unwrap();
+    let dir = dir_with(&valid().listen("0.0.0.0:8080"));
     let (ok, out) = check(dir.path());
     assert!(
         !ok && out.contains("server.listen") && out.contains("loopback"),
@@ -165,38 +151,43 @@ fn hash_password_reads_stdin() {
 
 #[test]
 fn guard_settings_are_checked_with_file_line_and_key() {
-    for (section, line, key, message) in [
+    type Change = fn(TestConfig) -> TestConfig;
+    let cases: [(&str, Change, &str, &str, &str); 4] = [
         (
-            "[lockout]\nmax_failures = 0\n",
+            "max_failures = 0",
+            |c| c.lockout(|l| l.max_failures(0)),
             "max_failures = 0",
             "lockout.max_failures",
             "between 1 and",
         ),
         (
-            "[lockout]\nwindow = \"0s\"\n",
+            "window = 0s",
+            |c| c.lockout(|l| l.window("0s")),
             "window",
             "lockout.window",
             "at least",
         ),
         (
-            "[lockout]\nfirst_delay = \"10m\"\nmax_delay = \"1m\"\n",
+            "first_delay over max_delay",
+            |c| c.lockout(|l| l.first_delay("10m").max_delay("1m")),
             "first_delay",
             "lockout.first_delay",
             "max_delay",
         ),
         (
-            "[lockout]\nbans_after = 3\n",
+            "an unknown key",
+            |c| c.unchecked_key("lockout.bans_after", 3),
             "bans_after",
             "lockout",
             "unknown field",
         ),
-    ] {
-        let dir = valid_dir();
-        let path = dir.path().join("warden.toml");
-        let text = format!("{}\n{section}", std::fs::read_to_string(&path).unwrap());
-        std::fs::write(&path, &text).unwrap();
+    ];
+    for (case, change, line, key, message) in cases {
+        let cfg = change(valid());
+        let text = cfg.warden_toml();
+        let dir = dir_with(&cfg);
         let (ok, out) = check(dir.path());
-        assert!(!ok, "{section}: {out}");
+        assert!(!ok, "{case}: {out}");
         let line_no = text
             .lines()
             .position(|l| l.contains(line))
@@ -204,21 +195,12 @@ fn guard_settings_are_checked_with_file_line_and_key() {
             .unwrap();
         assert!(
             out.contains(&format!("warden.toml line {line_no}")),
-            "{section}: {out}"
+            "{case}: {out}"
         );
-        assert!(
-            out.contains(key) && out.contains(message),
-            "{section}: {out}"
-        );
+        assert!(out.contains(key) && out.contains(message), "{case}: {out}");
     }
 
-    let mut cfg = TestConfig::new(
-        "http://127.0.0.1:8188",
-        vec![TestUser::new("alice", "pw-alice", &["user"])],
-    );
-    cfg.server_extra = "max_header_bytes = 1024\n".into();
-    let dir = tempfile::tempdir().unwrap();
-    cfg.write(dir.path());
+    let dir = dir_with(&valid().server(|s| s.max_header_bytes(1024)));
     let (ok, out) = check(dir.path());
     assert!(!ok);
     assert!(
@@ -226,10 +208,8 @@ fn guard_settings_are_checked_with_file_line_and_key() {
         "{out}"
     );
 
-    for (workers, ok_expected) in [("0", false), ("1025", false), ("3", true)] {
-        cfg.server_extra = format!("workers = {workers}\n");
-        let dir = tempfile::tempdir().unwrap();
-        cfg.write(dir.path());
+    for (workers, ok_expected) in [(0, false), (1025, false), (3, true)] {
+        let dir = dir_with(&valid().server(|s| s.workers(workers)));
         let (ok, out) = check(dir.path());
         assert_eq!(ok, ok_expected, "workers = {workers}: {out}");
         if ok {
@@ -270,13 +250,10 @@ fn guard_settings_are_checked_with_file_line_and_key() {
 /// A relative `password_hash_file` is read from the folder of the users file that names it.
 #[test]
 fn relative_password_hash_file_is_beside_its_users_file() {
-    let dir = valid_dir();
-    let path = dir.path().join("warden.toml");
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("users = \"users.toml\"", "users = \"people/users.toml\"");
+    let cfg = valid().files(|f| f.users("people/users.toml"));
+    let text = cfg.warden_toml();
     assert!(text.contains("people/users.toml"), "{text}");
-    std::fs::write(&path, text).unwrap();
+    let dir = dir_with(&cfg);
     std::fs::create_dir(dir.path().join("people")).unwrap();
     std::fs::write(
         dir.path().join("people/users.toml"),

@@ -3,8 +3,9 @@
 //! caching, the 401 that sends a canvas back to the login page names comfy-warden, and a refused
 //! address gets a page in a browser but a bare 403 elsewhere.
 
+use crate::support::config::{TestConfig, TestUser};
 use crate::support::double::Double;
-use crate::support::harness::{TestConfig, TestUser, Warden};
+use crate::support::harness::Warden;
 use crate::support::http::{self, get};
 use crate::support::tenants;
 
@@ -105,9 +106,10 @@ async fn an_ended_session_is_a_401_naming_comfy_warden() {
 #[tokio::test]
 async fn refused_addresses_get_a_page_in_browsers_only() {
     let d = Double::start().await;
-    let mut cfg = TestConfig::new(&d.url(), vec![TestUser::new("alice", "pw", &["user"])]);
-    cfg.server_extra = "trusted_proxies = [\"127.0.0.1/32\"]\n".into();
-    cfg.ip_rules = "deny = [\"203.0.113.0/24\"]\n".into();
+    let cfg = TestConfig::new(&d.url())
+        .users(vec![TestUser::new("alice", "pw", &["user"])])
+        .server(|s| s.trusted_proxies(&["127.0.0.1/32"]))
+        .ip_rules(|r| r.deny(&["203.0.113.0/24"]));
     let w = Warden::start(&cfg);
     let from = ("x-forwarded-for", "203.0.113.9");
     let page = get(&w.url("/"), &[from, ("accept", "text/html,*/*")]).await;

@@ -4,13 +4,11 @@
 //! The resolved address is observed in the `X-Forwarded-For` that ComfyUI (the double) receives
 //! and through IP rules.
 use crate::support;
+use crate::support::config::TestConfig;
 use crate::support::double::Double;
-use crate::support::harness::{TestConfig, TestUser, Warden};
-use crate::support::http::{get, login, post_json, try_get};
-
-fn users() -> Vec<TestUser> {
-    vec![TestUser::new("alice", "alice-pw", &["user"])]
-}
+use crate::support::harness::Warden;
+use crate::support::http::{bearer, get, login, post_json, try_get};
+use crate::support::users::alice;
 
 /// Sends one proxied request with `headers` and returns the X-Forwarded-For ComfyUI received.
 async fn seen_by_comfy(d: &Double, w: &Warden, auth: &str, headers: &[(&str, &str)]) -> String {
@@ -24,8 +22,9 @@ async fn seen_by_comfy(d: &Double, w: &Warden, auth: &str, headers: &[(&str, &st
     got[0].header_all("x-forwarded-for").join(",").to_string()
 }
 
-async fn bearer(w: &Warden) -> String {
-    format!("Bearer {}", login(&w.url(""), "alice", "alice-pw").await)
+/// alice's `authorization` header.
+async fn alice_bearer(w: &Warden) -> String {
+    bearer(&login(&w.url(""), "alice", "alice-pw").await)
 }
 
 /// Refused: the connection was closed on accept, or a bare 403.
@@ -42,10 +41,11 @@ fn assert_refused(r: &Result<support::http::Resp, String>, what: &str) {
 #[tokio::test]
 async fn untrusted_peer_cannot_choose_its_address() {
     let d = Double::start().await;
-    let mut cfg = TestConfig::new(&d.url(), users());
-    cfg.ip_rules = "deny = [\"6.6.6.6\"]\n".into();
+    let cfg = TestConfig::new(&d.url())
+        .user(alice())
+        .ip_rules(|r| r.deny(&["6.6.6.6"]));
     let w = Warden::start(&cfg);
-    let auth = bearer(&w).await;
+    let auth = alice_bearer(&w).await;
     for headers in [
         vec![("x-forwarded-for", "6.6.6.6")],
         vec![("x-forwarded-for", "198.51.100.7, 6.6.6.6")],
@@ -63,10 +63,11 @@ async fn untrusted_peer_cannot_choose_its_address() {
 #[tokio::test]
 async fn trusted_chain_resolves_right_to_left() {
     let d = Double::start().await;
-    let mut cfg = TestConfig::new(&d.url(), users());
-    cfg.server_extra = "trusted_proxies = [\"127.0.0.1/32\", \"10.0.0.0/8\"]\n".into();
+    let cfg = TestConfig::new(&d.url())
+        .user(alice())
+        .server(|s| s.trusted_proxies(&["127.0.0.1/32", "10.0.0.0/8"]));
     let w = Warden::start(&cfg);
-    let auth = bearer(&w).await;
+    let auth = alice_bearer(&w).await;
     let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
         (vec![], "127.0.0.1"),
         (vec![("x-forwarded-for", "198.51.100.7")], "198.51.100.7"),
@@ -107,11 +108,12 @@ async fn trusted_chain_resolves_right_to_left() {
 #[tokio::test]
 async fn ip_rules_apply_to_the_resolved_address() {
     let d = Double::start().await;
-    let mut cfg = TestConfig::new(&d.url(), users());
-    cfg.server_extra = "trusted_proxies = [\"127.0.0.1/32\"]\n".into();
-    cfg.ip_rules = "deny = [\"198.51.100.7\"]\n".into();
+    let cfg = TestConfig::new(&d.url())
+        .user(alice())
+        .server(|s| s.trusted_proxies(&["127.0.0.1/32"]))
+        .ip_rules(|r| r.deny(&["198.51.100.7"]));
     let w = Warden::start(&cfg);
-    let auth = bearer(&w).await;
+    let auth = alice_bearer(&w).await;
     d.clear_received();
     for xff in ["198.51.100.7", "6.6.6.6, 198.51.100.7", "198.51.100.7:1234"] {
         let r = get(
@@ -142,11 +144,12 @@ async fn ip_rules_apply_to_the_resolved_address() {
 #[tokio::test]
 async fn malformed_forwarding_falls_back_to_the_peer() {
     let d = Double::start().await;
-    let mut cfg = TestConfig::new(&d.url(), users());
-    cfg.server_extra = "trusted_proxies = [\"127.0.0.1/32\"]\n".into();
-    cfg.ip_rules = "deny = [\"198.51.100.7\"]\n".into();
+    let cfg = TestConfig::new(&d.url())
+        .user(alice())
+        .server(|s| s.trusted_proxies(&["127.0.0.1/32"]))
+        .ip_rules(|r| r.deny(&["198.51.100.7"]));
     let w = Warden::start(&cfg);
-    let auth = bearer(&w).await;
+    let auth = alice_bearer(&w).await;
     for headers in [
         vec![("x-forwarded-for", "198.51.100.7, not-an-ip")],
         vec![("x-forwarded-for", "not-an-ip, 198.51.100.7")],
@@ -172,10 +175,11 @@ async fn ipv6_and_v4_mapped_addresses() {
     let d = Double::start().await;
 
     // A v4-mapped trusted proxy entry matches the IPv4 peer.
-    let mut cfg = TestConfig::new(&d.url(), users());
-    cfg.server_extra = "trusted_proxies = [\"::ffff:127.0.0.1\"]\n".into();
+    let cfg = TestConfig::new(&d.url())
+        .user(alice())
+        .server(|s| s.trusted_proxies(&["::ffff:127.0.0.1"]));
     let w = Warden::start(&cfg);
-    let auth = bearer(&w).await;
+    let auth = alice_bearer(&w).await;
     assert_eq!(
         seen_by_comfy(&d, &w, &auth, &[("x-forwarded-for", "198.51.100.7")]).await,
         "198.51.100.7"
@@ -197,11 +201,10 @@ async fn ipv6_and_v4_mapped_addresses() {
         );
         return;
     }
-    let mut cfg = TestConfig::new(&d.url(), users());
-    cfg.listen = "[::1]:0".into();
+    let cfg = TestConfig::new(&d.url()).user(alice()).listen("[::1]:0");
     let w = Warden::start(&cfg);
     assert!(w.addr.is_ipv6());
-    let auth = bearer(&w).await;
+    let auth = alice_bearer(&w).await;
     assert_eq!(
         seen_by_comfy(&d, &w, &auth, &[("x-forwarded-for", "2001:db8::7")]).await,
         "::1",
@@ -209,12 +212,13 @@ async fn ipv6_and_v4_mapped_addresses() {
     );
     drop(w);
 
-    let mut cfg = TestConfig::new(&d.url(), users());
-    cfg.listen = "[::1]:0".into();
-    cfg.server_extra = "trusted_proxies = [\"::1\"]\n".into();
-    cfg.ip_rules = "deny = [\"2001:db8:6::/48\"]\n".into();
+    let cfg = TestConfig::new(&d.url())
+        .user(alice())
+        .listen("[::1]:0")
+        .server(|s| s.trusted_proxies(&["::1"]))
+        .ip_rules(|r| r.deny(&["2001:db8:6::/48"]));
     let w = Warden::start(&cfg);
-    let auth = bearer(&w).await;
+    let auth = alice_bearer(&w).await;
     for (headers, want) in [
         (vec![("x-forwarded-for", "2001:db8::7")], "2001:db8::7"),
         (
@@ -251,8 +255,9 @@ async fn ipv6_and_v4_mapped_addresses() {
 #[tokio::test]
 async fn spoofed_xff_does_not_enter_an_allow_list() {
     let d = Double::start().await;
-    let mut cfg = TestConfig::new(&d.url(), users());
-    cfg.ip_rules = "allow = [\"10.0.0.0/8\"]\n".into();
+    let cfg = TestConfig::new(&d.url())
+        .user(alice())
+        .ip_rules(|r| r.allow(&["10.0.0.0/8"]));
     let w = Warden::start(&cfg);
     let mark = w.log_len();
     for xff in ["10.1.2.3", "127.0.0.1, 10.1.2.3"] {
@@ -285,8 +290,9 @@ async fn fail_login(w: &Warden, user: &str, xff: Option<&str>) -> u16 {
 #[tokio::test]
 async fn spoofed_xff_does_not_escape_a_ban() {
     let d = Double::start().await;
-    let mut cfg = TestConfig::new(&d.url(), users());
-    cfg.extra = "[lockout]\nmax_failures = 10\nban_after = 3\nban_for = \"1h\"\n".into();
+    let cfg = TestConfig::new(&d.url())
+        .user(alice())
+        .lockout(|l| l.max_failures(10).ban_after(3).ban_for("1h"));
     let w = Warden::start(&cfg);
     for (i, xff) in ["198.51.100.1", "198.51.100.2", "198.51.100.3"]
         .into_iter()
@@ -309,9 +315,10 @@ async fn spoofed_xff_does_not_escape_a_ban() {
 #[tokio::test]
 async fn bans_behind_a_trusted_proxy_hit_the_client_not_the_proxy() {
     let d = Double::start().await;
-    let mut cfg = TestConfig::new(&d.url(), users());
-    cfg.server_extra = "trusted_proxies = [\"127.0.0.1/32\"]\n".into();
-    cfg.extra = "[lockout]\nmax_failures = 10\nban_after = 3\nban_for = \"1h\"\n".into();
+    let cfg = TestConfig::new(&d.url())
+        .user(alice())
+        .server(|s| s.trusted_proxies(&["127.0.0.1/32"]))
+        .lockout(|l| l.max_failures(10).ban_after(3).ban_for("1h"));
     let w = Warden::start(&cfg);
     for i in 0..3 {
         assert_eq!(

@@ -1,9 +1,11 @@
 //! A login flood (wrong passwords from ~10 concurrent tasks, many addresses and one address)
 //! does not take the service down: every flood attempt is answered 401 or 429, and another
 //! client's proxied requests keep succeeding meanwhile. Success is asserted, never latency.
+use crate::support::config::{TestConfig, TestUser};
 use crate::support::double::Double;
-use crate::support::harness::{TestConfig, TestUser, Warden};
-use crate::support::http::{get, login, post_json};
+use crate::support::harness::Warden;
+use crate::support::http::{bearer, get, login, post_json};
+use crate::support::users::alice;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -14,16 +16,14 @@ const TASKS: usize = 10;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn proxied_requests_succeed_during_a_login_flood() {
     let d = Double::start().await;
-    let mut cfg = TestConfig::new(
-        &d.url(),
-        vec![
-            TestUser::new("alice", "alice-pw", &["user"]),
+    let cfg = TestConfig::new(&d.url())
+        .users(vec![
+            alice(),
             TestUser::new("victim", "victim-pw", &["user"]),
-        ],
-    );
-    cfg.server_extra = "trusted_proxies = [\"127.0.0.1/32\"]\n".into();
+        ])
+        .server(|s| s.trusted_proxies(&["127.0.0.1/32"]));
     let w = Arc::new(Warden::start(&cfg));
-    let auth = format!("Bearer {}", login(&w.url(""), "victim", "victim-pw").await);
+    let auth = bearer(&login(&w.url(""), "victim", "victim-pw").await);
 
     let outcome = tokio::time::timeout(Duration::from_secs(180), async {
         let next = Arc::new(AtomicUsize::new(0));

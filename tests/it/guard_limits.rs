@@ -2,9 +2,12 @@
 //! Content-Length and by counting a streamed body), and connection limits per address and in
 //! total, enforced on accept (excess connections are closed at once), with WebSocket upgrades
 //! keeping their place until they close.
+use crate::support::config::TestConfig;
 use crate::support::double::Double;
-use crate::support::harness::{TestConfig, TestUser, Warden};
-use crate::support::http::{self, login, try_get};
+use crate::support::harness::Warden;
+use crate::support::http::{self, bearer, login, try_get};
+use crate::support::poll::eventually;
+use crate::support::users::alice;
 use crate::support::ws;
 use bytes::Bytes;
 use http_body_util::{BodyExt, StreamBody};
@@ -14,10 +17,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const DEADLINE: Duration = Duration::from_secs(30);
-
-fn users() -> Vec<TestUser> {
-    vec![TestUser::new("alice", "alice-pw", &["user"])]
-}
 
 /// Sends `request` on a fresh connection and reads what comes back until the peer closes, the
 /// response is complete enough (`until` seen), or a few seconds pass.
@@ -68,17 +67,12 @@ async fn open_connection_eventually(w: &Warden) -> TcpStream {
 }
 
 async fn eventually_health_ok(w: &Warden) {
-    let deadline = Instant::now() + DEADLINE;
-    while Instant::now() < deadline {
-        if try_get(&w.url("/warden/health"), &[])
+    eventually("the service accepts connections again", || async {
+        try_get(&w.url("/warden/health"), &[])
             .await
             .is_ok_and(|r| r.status == 200)
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the service did not accept connections again");
+    })
+    .await;
 }
 
 fn refused(answer: &str) -> bool {
@@ -88,8 +82,9 @@ fn refused(answer: &str) -> bool {
 #[tokio::test]
 async fn oversized_request_heads_get_431() {
     let d = Double::start().await;
-    let mut cfg = TestConfig::new(&d.url(), users());
-    cfg.server_extra = "max_header_bytes = 8192\n".into();
+    let cfg = TestConfig::new(&d.url())
+        .user(alice())
+        .server(|s| s.max_header_bytes(8192));
     let w = Warden::start(&cfg);
     let small = format!(
         "GET /warden/health HTTP/1.1\r\nHost: w\r\nX-Pad: {}\r\nConnection: close\r\n\r\n",
@@ -115,8 +110,9 @@ async fn oversized_request_heads_get_431() {
 #[tokio::test]
 async fn slow_request_heads_are_cut_off() {
     let d = Double::start().await;
-    let mut cfg = TestConfig::new(&d.url(), users());
-    cfg.server_extra = "header_read_timeout = \"1s\"\n".into();
+    let cfg = TestConfig::new(&d.url())
+        .user(alice())
+        .server(|s| s.header_read_timeout("1s"));
     let w = Warden::start(&cfg);
     let mut s = TcpStream::connect(w.addr).await.unwrap();
     s.write_all(b"GET /warden/health HTTP/1.1\r\nHost: w\r\nX-Slow: ")
@@ -145,10 +141,11 @@ fn multipart(boundary: &str, name: &str, len: usize) -> Vec<u8> {
 #[tokio::test]
 async fn uploads_over_the_limit_get_413() {
     let d = Double::start().await;
-    let mut cfg = TestConfig::new(&d.url(), users());
-    cfg.server_extra = "max_upload_bytes = 65536\n".into();
+    let cfg = TestConfig::new(&d.url())
+        .user(alice())
+        .server(|s| s.max_upload_bytes(65536));
     let w = Warden::start(&cfg);
-    let auth = format!("Bearer {}", login(&w.url(""), "alice", "alice-pw").await);
+    let auth = bearer(&login(&w.url(""), "alice", "alice-pw").await);
     let ct = "multipart/form-data; boundary=XBOUNDARY";
     let headers = [("authorization", auth.as_str()), ("content-type", ct)];
 
@@ -216,8 +213,9 @@ async fn uploads_over_the_limit_get_413() {
 #[tokio::test]
 async fn connections_per_address_are_limited_and_websockets_keep_their_place() {
     let d = Double::start().await;
-    let mut cfg = TestConfig::new(&d.url(), users());
-    cfg.server_extra = "max_connections_per_ip = 2\nheader_read_timeout = \"60s\"\n".into();
+    let cfg = TestConfig::new(&d.url())
+        .user(alice())
+        .server(|s| s.max_connections_per_ip(2).header_read_timeout("60s"));
     let w = Warden::start(&cfg);
     let cookie = http::cookie_header(&login(&w.url(""), "alice", "alice-pw").await);
 
@@ -252,8 +250,9 @@ async fn connections_per_address_are_limited_and_websockets_keep_their_place() {
 #[tokio::test]
 async fn total_connections_are_limited() {
     let d = Double::start().await;
-    let mut cfg = TestConfig::new(&d.url(), users());
-    cfg.server_extra = "max_connections = 3\nheader_read_timeout = \"60s\"\n".into();
+    let cfg = TestConfig::new(&d.url())
+        .user(alice())
+        .server(|s| s.max_connections(3).header_read_timeout("60s"));
     let w = Warden::start(&cfg);
     let mut open = Vec::new();
     for _ in 0..3 {

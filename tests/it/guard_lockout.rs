@@ -4,53 +4,35 @@
 //! the `bans` / `unban` commands against a running and a stopped daemon.
 //! Two client addresses are simulated from loopback with `trusted_proxies` and X-Forwarded-For.
 use crate::support;
+use crate::support::config::{IpRules, Lockout, TestConfig};
 use crate::support::double::Double;
-use crate::support::harness::{TestConfig, TestUser, Warden, binary};
-use crate::support::http::{self, get, login, post, post_json, try_get};
-use base64::Engine;
-use serde_json::{Value, json};
-use std::time::{Duration, Instant};
-
-const DEADLINE: Duration = Duration::from_secs(30);
-
-fn users() -> Vec<TestUser> {
-    vec![
-        TestUser::new("alice", "alice-pw", &["user"]),
-        TestUser::new("bob", "bob-pw", &["user"]),
-        TestUser::new("root", "root-pw", &["admin"]),
-    ]
-}
+use crate::support::harness::{Warden, binary};
+use crate::support::http::{self, basic, bearer, get, login, login_answer, post, try_get};
+use crate::support::poll::eventually;
+use crate::support::users::users;
+use serde_json::Value;
 
 /// A daemon behind a "proxy" on loopback (X-Forwarded-For names the client) with `lockout`.
-async fn start(lockout: &str, ip_rules: &str) -> (Double, Warden) {
+async fn start(
+    lockout: impl FnOnce(Lockout) -> Lockout,
+    ip_rules: impl FnOnce(IpRules) -> IpRules,
+) -> (Double, Warden) {
     let d = Double::start().await;
-    let mut cfg = TestConfig::new(&d.url(), users());
-    cfg.server_extra = "trusted_proxies = [\"127.0.0.1/32\"]\n".into();
-    cfg.extra = format!("[lockout]\n{lockout}\n");
-    cfg.ip_rules = ip_rules.into();
+    let cfg = TestConfig::new(&d.url())
+        .users(users())
+        .server(|s| s.trusted_proxies(&["127.0.0.1/32"]))
+        .lockout(lockout)
+        .ip_rules(ip_rules);
     let w = Warden::start(&cfg);
     (d, w)
 }
 
 async fn sign_in(w: &Warden, user: &str, password: &str, from: &str) -> http::Resp {
-    post_json(
-        &w.url("/login"),
-        &[("x-forwarded-for", from)],
-        &json!({"username": user, "password": password}),
-    )
-    .await
-}
-
-fn basic(user: &str, password: &str) -> String {
-    let raw = format!("{user}:{password}");
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(raw)
-    )
+    login_answer(&w.url(""), user, password, &[("x-forwarded-for", from)]).await
 }
 
 async fn admin(w: &Warden) -> String {
-    format!("Bearer {}", login(&w.url(""), "root", "root-pw").await)
+    bearer(&login(&w.url(""), "root", "root-pw").await)
 }
 
 async fn guard(w: &Warden, admin: &str) -> Value {
@@ -64,22 +46,6 @@ fn retry_after(r: &http::Resp) -> u64 {
         .unwrap_or_else(|| panic!("no Retry-After: {:?}", r.headers))
         .parse()
         .unwrap()
-}
-
-/// Polls `f` until it returns true or the deadline passes.
-async fn eventually<F, Fut>(what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + DEADLINE;
-    while Instant::now() < deadline {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("timed out waiting for: {what}");
 }
 
 async fn health_from(w: &Warden, from: &str) -> u16 {
@@ -107,8 +73,13 @@ fn cli(args: &[&str], dir: &std::path::Path) -> (bool, String, String) {
 #[tokio::test]
 async fn locked_sign_ins_get_429_with_retry_after() {
     let (_d, w) = start(
-        "max_failures = 3\nwindow = \"5m\"\nfirst_delay = \"1m\"\nmax_delay = \"2m\"",
-        "",
+        |l| {
+            l.max_failures(3)
+                .window("5m")
+                .first_delay("1m")
+                .max_delay("2m")
+        },
+        |r| r,
     )
     .await;
     // Success clears the user's counter at that address: 2 + 2 failures never lock.
@@ -168,8 +139,13 @@ async fn locked_sign_ins_get_429_with_retry_after() {
 #[tokio::test]
 async fn no_password_is_hashed_while_locked() {
     let (_d, w) = start(
-        "max_failures = 3\nwindow = \"5m\"\nfirst_delay = \"1m\"\nmax_delay = \"1m\"",
-        "",
+        |l| {
+            l.max_failures(3)
+                .window("5m")
+                .first_delay("1m")
+                .max_delay("1m")
+        },
+        |r| r,
     )
     .await;
     let root = admin(&w).await;
@@ -209,8 +185,13 @@ async fn no_password_is_hashed_while_locked() {
 #[tokio::test]
 async fn lockout_is_per_user_and_address() {
     let (_d, w) = start(
-        "max_failures = 3\nwindow = \"5m\"\nfirst_delay = \"1m\"\nmax_delay = \"1m\"",
-        "",
+        |l| {
+            l.max_failures(3)
+                .window("5m")
+                .first_delay("1m")
+                .max_delay("1m")
+        },
+        |r| r,
     )
     .await;
     let root = admin(&w).await;
@@ -279,8 +260,8 @@ async fn lockout_is_per_user_and_address() {
 #[tokio::test]
 async fn ban_after_n_failures_and_the_unban_list() {
     let (_d, w) = start(
-        "max_failures = 10\nban_after = 4\nban_for = \"1h\"",
-        "unban = [\"198.51.100.6\"]\n",
+        |l| l.max_failures(10).ban_after(4).ban_for("1h"),
+        |r| r.unban(&["198.51.100.6"]),
     )
     .await;
     let root = admin(&w).await;
@@ -338,8 +319,13 @@ async fn ban_after_n_failures_and_the_unban_list() {
 #[tokio::test]
 async fn locks_and_bans_expire() {
     let (_d, w) = start(
-        "max_failures = 2\nwindow = \"10s\"\nfirst_delay = \"1s\"\nmax_delay = \"1s\"",
-        "",
+        |l| {
+            l.max_failures(2)
+                .window("10s")
+                .first_delay("1s")
+                .max_delay("1s")
+        },
+        |r| r,
     )
     .await;
     let root = admin(&w).await;
@@ -370,8 +356,8 @@ async fn locks_and_bans_expire() {
 
     // A long window (so the failures surely add up) and a short ban.
     let (_d, w) = start(
-        "max_failures = 10\nwindow = \"1h\"\nban_after = 3\nban_for = \"2s\"",
-        "",
+        |l| l.max_failures(10).window("1h").ban_after(3).ban_for("2s"),
+        |r| r,
     )
     .await;
     let root = admin(&w).await;
@@ -396,8 +382,14 @@ async fn locks_and_bans_expire() {
 #[tokio::test]
 async fn bans_and_counters_survive_a_restart() {
     let (_d, w) = start(
-        "max_failures = 2\nwindow = \"1h\"\nmax_delay = \"1h\"\nban_after = 5\nban_for = \"1h\"",
-        "",
+        |l| {
+            l.max_failures(2)
+                .window("1h")
+                .max_delay("1h")
+                .ban_after(5)
+                .ban_for("1h")
+        },
+        |r| r,
     )
     .await;
     let bad = "198.51.100.9";
@@ -449,7 +441,7 @@ async fn bans_and_counters_survive_a_restart() {
 async fn a_corrupted_snapshot_is_moved_aside() {
     let d = Double::start().await;
     let dir = tempfile::tempdir().unwrap();
-    TestConfig::new(&d.url(), users()).write(dir.path());
+    TestConfig::new(&d.url()).users(users()).write(dir.path());
     std::fs::create_dir_all(dir.path().join("state")).unwrap();
     std::fs::write(dir.path().join("state/lockout.json"), b"{\"bans\": [oops").unwrap();
     let w = Warden::start_in(dir, &[]);
@@ -480,9 +472,9 @@ async fn a_corrupted_snapshot_is_moved_aside() {
 
 #[tokio::test]
 async fn admin_endpoints_need_the_admin_permission() {
-    let (_d, w) = start("max_failures = 10\nban_after = 2\nban_for = \"1h\"", "").await;
+    let (_d, w) = start(|l| l.max_failures(10).ban_after(2).ban_for("1h"), |r| r).await;
     let root = admin(&w).await;
-    let alice = format!("Bearer {}", login(&w.url(""), "alice", "alice-pw").await);
+    let alice = bearer(&login(&w.url(""), "alice", "alice-pw").await);
     assert_eq!(get(&w.url("/warden/admin/guard"), &[]).await.status, 401);
     assert_eq!(
         get(&w.url("/warden/admin/guard"), &[("authorization", &alice)])
@@ -519,7 +511,7 @@ async fn admin_endpoints_need_the_admin_permission() {
 
 #[tokio::test]
 async fn cli_bans_and_unban_against_a_running_then_stopped_daemon() {
-    let (_d, w) = start("max_failures = 10\nban_after = 2\nban_for = \"1h\"", "").await;
+    let (_d, w) = start(|l| l.max_failures(10).ban_after(2).ban_for("1h"), |r| r).await;
     let dir = w.dir.path().to_path_buf();
     let bad = "198.51.100.11";
     for i in 0..2 {

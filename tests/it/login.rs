@@ -1,17 +1,19 @@
 //! Signing in and out: form and JSON login, cookie and Bearer access, 302/401 without, the
 //! `next` redirect, identical answers for every kind of failure, logout revocation.
+use crate::support::config::{TestConfig, TestUser};
 use crate::support::double::Double;
-use crate::support::harness::{TestConfig, TestUser, Warden};
-use crate::support::http::{self, cookie_header, get, login, post, post_json};
+use crate::support::harness::Warden;
+use crate::support::http::{self, basic, bearer, cookie_header, get, login, post, post_json};
+use crate::support::users::{alice, bob};
 
 async fn setup() -> (Double, Warden) {
     let double = Double::start().await;
     let users = vec![
-        TestUser::new("alice", "alice-pw", &["user"]),
-        TestUser::new("bob", "bob-pw", &["user"]),
+        alice(),
+        bob(),
         TestUser::new("carol", "carol-pw", &["user"]).disabled(),
     ];
-    let w = Warden::start(&TestConfig::new(&double.url(), users));
+    let w = Warden::start(&TestConfig::new(&double.url()).users(users));
     (double, w)
 }
 
@@ -72,7 +74,7 @@ async fn json_login_gives_a_jwt_usable_as_cookie_and_bearer() {
     assert_eq!(by_cookie.status, 200, "{}", by_cookie.text());
     assert!(by_cookie.json().get("queue_running").is_some());
 
-    let auth = format!("Bearer {token}");
+    let auth = bearer(&token);
     let by_bearer = get(&w.url("/api/embeddings"), &[("authorization", &auth)]).await;
     assert_eq!(by_bearer.status, 200);
     assert_eq!(d.received_path("/api/embeddings").len(), 1);
@@ -192,7 +194,7 @@ async fn logout_revokes_the_session_and_clears_the_cookie() {
         401,
         "a revoked token stays revoked"
     );
-    let auth = format!("Bearer {token}");
+    let auth = bearer(&token);
     assert_eq!(
         get(&w.url("/queue"), &[("authorization", &auth)])
             .await
@@ -218,15 +220,8 @@ async fn health_needs_no_identity_and_says_nothing() {
 
 #[tokio::test]
 async fn http_basic_works_for_scripts() {
-    use base64::Engine;
     let (d, w) = setup().await;
-    let b64 = |s: &str| {
-        format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(s)
-        )
-    };
-    let ok = b64("alice:alice-pw");
+    let ok = basic("alice", "alice-pw");
     for _ in 0..3 {
         assert_eq!(
             get(&w.url("/api/embeddings"), &[("authorization", &ok)])
@@ -247,8 +242,20 @@ async fn http_basic_works_for_scripts() {
             .json()["auth"],
         "basic"
     );
-    for bad in ["alice:wrong", "carol:carol-pw", "nobody:x", "garbage"] {
-        let r = get(&w.url("/api/queue"), &[("authorization", &b64(bad))]).await;
+    let garbage = {
+        use base64::Engine;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("garbage")
+        )
+    };
+    for bad in [
+        basic("alice", "wrong"),
+        basic("carol", "carol-pw"),
+        basic("nobody", "x"),
+        garbage,
+    ] {
+        let r = get(&w.url("/api/queue"), &[("authorization", &bad)]).await;
         assert_eq!(r.status, 401, "{bad}");
     }
 }

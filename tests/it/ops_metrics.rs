@@ -2,9 +2,10 @@
 //! the unauthenticated metrics listener, counting sign-ins, requests by route class and status,
 //! ComfyUI latency, WebSockets and the last reload; the audit file (one JSON object per security
 //! event); and no password or token in any log.
+use crate::support::config::{TestConfig, TestUser};
 use crate::support::double::Double;
-use crate::support::harness::{TestConfig, TestUser, Warden};
-use crate::support::http::{cookie_header, get, login, post_json};
+use crate::support::harness::Warden;
+use crate::support::http::{basic, cookie_header, get, login, post_json};
 use crate::support::ws;
 
 const ALICE_PW: &str = "alice-correct-horse";
@@ -21,15 +22,13 @@ fn metric(text: &str, line_start: &str) -> Option<f64> {
 #[tokio::test]
 async fn metrics_audit_file_and_no_secrets_in_logs() {
     let d = Double::start().await;
-    let mut cfg = TestConfig::new(
-        &d.url(),
-        vec![
+    let cfg = TestConfig::new(&d.url())
+        .users(vec![
             TestUser::new("alice", ALICE_PW, &["user"]),
             TestUser::new("root", ADMIN_PW, &["admin"]),
-        ],
-    );
-    cfg.server_extra = "metrics_listen = \"127.0.0.1:0\"".into();
-    cfg.extra = "audit_file = \"audit.log\"".into(); // lands in [log]
+        ])
+        .server(|s| s.metrics_listen("127.0.0.1:0"))
+        .log(|l| l.audit_file("audit.log"));
     let w = Warden::start(&cfg);
     let metrics_addr = w.log_addr("serving metrics on ");
 
@@ -41,13 +40,8 @@ async fn metrics_audit_file_and_no_secrets_in_logs() {
     )
     .await;
     assert_eq!(r.status, 401);
-    use base64::Engine;
-    let basic = base64::engine::general_purpose::STANDARD.encode(format!("alice:{WRONG_PW}"));
-    let r = get(
-        &w.url("/api/embeddings"),
-        &[("authorization", &format!("Basic {basic}"))],
-    )
-    .await;
+    let basic_auth = basic("alice", WRONG_PW);
+    let r = get(&w.url("/api/embeddings"), &[("authorization", &basic_auth)]).await;
     assert_eq!(r.status, 401);
     let alice_token = login(&w.url(""), "alice", ALICE_PW).await;
     let alice = cookie_header(&alice_token);
@@ -210,7 +204,7 @@ async fn metrics_audit_file_and_no_secrets_in_logs() {
         ("password", ALICE_PW),
         ("wrong password", WRONG_PW),
         ("admin password", ADMIN_PW),
-        ("Basic credentials", basic.as_str()),
+        ("Basic credentials", basic_auth.trim_start_matches("Basic ")),
         ("session token", alice_token.as_str()),
     ] {
         assert!(!log.contains(secret), "{what} in the log:\n{log}");

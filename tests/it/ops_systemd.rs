@@ -4,9 +4,11 @@
 //! SIGTERM, socket activation with descriptors passed at fd 3 and 4 (named), and secrets read
 //! through `${CREDENTIALS_DIRECTORY}` (LoadCredential=) including `password_hash_file`.
 use crate::support;
+use crate::support::config::{TestConfig, phc, users_toml};
 use crate::support::double::Double;
-use crate::support::harness::{TestConfig, TestUser, Warden, binary, phc, users_toml};
-use crate::support::http::{cookie_header, get, login};
+use crate::support::harness::{Warden, binary};
+use crate::support::http::{bearer, cookie_header, get, login};
+use crate::support::users::{alice, bob};
 use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};
 use std::os::fd::AsRawFd;
@@ -15,10 +17,6 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-fn users() -> Vec<TestUser> {
-    vec![TestUser::new("alice", "alice-pw", &["user"])]
-}
 
 /// Datagrams received on a NOTIFY_SOCKET, in order.
 struct Notify {
@@ -98,7 +96,7 @@ async fn notifications_in_order_with_watchdog_pings() {
     let d = Double::start().await;
     let n = Notify::new();
     let dir = tempfile::tempdir().unwrap();
-    TestConfig::new(&d.url(), users()).write(dir.path());
+    TestConfig::new(&d.url()).user(alice()).write(dir.path());
     let w = Warden::start_in(
         dir,
         &[("NOTIFY_SOCKET", &n.path), ("WATCHDOG_USEC", "200000")],
@@ -120,10 +118,7 @@ async fn notifications_in_order_with_watchdog_pings() {
     assert!(w.wait_log("configuration reloaded", mark), "{}", w.log());
 
     // A file change reloads the same way.
-    let two = vec![
-        TestUser::new("alice", "alice-pw", &["user"]),
-        TestUser::new("bob", "bob-pw", &["user"]),
-    ];
+    let two = vec![alice(), bob()];
     w.replace_file("users.toml", &users_toml(&two));
     n.wait("READY=1", 3);
     let last = n
@@ -163,7 +158,7 @@ async fn sigterm_drains_an_in_flight_download() {
     const SIZE: u64 = 32 << 20;
     let d = Double::start().await;
     d.put_large_file("output", "u_alice", "big.bin", SIZE);
-    let w = Warden::start(&TestConfig::new(&d.url(), users()));
+    let w = Warden::start(&TestConfig::new(&d.url()).user(alice()));
     let alice = cookie_header(&login(&w.url(""), "alice", "alice-pw").await);
 
     let req = http::Request::get(w.url("/view?filename=big.bin&type=output&subfolder="))
@@ -262,9 +257,10 @@ async fn socket_activation_serves_the_passed_sockets() {
     let main = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let metrics = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = TestConfig::new(&d.url(), users());
-    cfg.listen = "systemd".into();
-    cfg.server_extra = "metrics_listen = \"systemd\"".into();
+    let cfg = TestConfig::new(&d.url())
+        .user(alice())
+        .listen("systemd")
+        .server(|s| s.metrics_listen("systemd"));
     cfg.write(dir.path());
     let w = activated(
         dir,
@@ -303,8 +299,9 @@ async fn socket_activation_serves_the_passed_sockets() {
 #[test]
 fn socket_activation_without_sockets_fails_clearly() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = TestConfig::new("http://127.0.0.1:9", users());
-    cfg.listen = "systemd".into();
+    let cfg = TestConfig::new("http://127.0.0.1:9")
+        .user(alice())
+        .listen("systemd");
     cfg.write(dir.path());
     let mut child = Command::new(binary())
         .arg("serve")
@@ -350,8 +347,7 @@ async fn secrets_come_from_the_credentials_directory() {
     )
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = TestConfig::new(&d.url(), vec![]);
-    cfg.extra = "[auth]\nsecret_file = \"${CREDENTIALS_DIRECTORY}/secret\"\n".into();
+    let cfg = TestConfig::new(&d.url()).auth(|a| a.secret_file("${CREDENTIALS_DIRECTORY}/secret"));
     cfg.write(dir.path());
     std::fs::write(
         dir.path().join("users.toml"),
@@ -367,11 +363,7 @@ async fn secrets_come_from_the_credentials_directory() {
         !w.path("state/secret.key").exists(),
         "the configured secret is used, none generated"
     );
-    let me = get(
-        &w.url("/warden/me"),
-        &[("authorization", &format!("Bearer {token}"))],
-    )
-    .await;
+    let me = get(&w.url("/warden/me"), &[("authorization", &bearer(&token))]).await;
     assert_eq!(me.status, 200);
 
     // A password_hash_file holding something else than a PHC string is refused on reload,

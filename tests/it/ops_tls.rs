@@ -3,22 +3,22 @@
 //! new certificate, open connections keep theirs, a broken file keeps the last good one), the
 //! redirect-only plain listener, and the configuration rules around TLS.
 use crate::support;
+use crate::support::config::{Server, TestConfig};
 use crate::support::double::Double;
-use crate::support::harness::{TestConfig, TestUser, Warden, binary};
+use crate::support::harness::{Warden, binary};
 use crate::support::http::Resp;
 use crate::support::tls::{self, H1, TestCa};
+use crate::support::users::alice;
 use http::Method;
 
-fn users() -> Vec<TestUser> {
-    vec![TestUser::new("alice", "alice-pw", &["user"])]
-}
-
 /// Starts a daemon with TLS on its listener, using `leaf` from `ca`.
-fn start_tls(upstream: &str, leaf: &tls::Leaf, server_extra: &str, tls_extra: &str) -> Warden {
+/// `server` adds to the `[server]` table (`[server.tls]` names the installed files).
+fn start_tls(upstream: &str, leaf: &tls::Leaf, server: impl FnOnce(Server) -> Server) -> Warden {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = TestConfig::new(upstream, users());
-    cfg.server_extra = format!("{server_extra}\n{}", tls::server_tls_toml(tls_extra));
-    cfg.write(dir.path());
+    TestConfig::new(upstream)
+        .user(alice())
+        .server(|s| server(s.tls(|t| t.installed())))
+        .write(dir.path());
     leaf.install(dir.path());
     let w = Warden::start_in(dir, &[]);
     assert!(w.wait_log("TLS is on for", 0), "{}", w.log());
@@ -48,7 +48,7 @@ async fn tls_handshake_hsts_secure_cookie_and_alpn() {
     let d = Double::start().await;
     let ca = TestCa::new();
     let leaf = ca.leaf("first");
-    let w = start_tls(&d.url(), &leaf, "", "");
+    let w = start_tls(&d.url(), &leaf, |s| s);
     assert!(
         w.log().contains(&format!(
             "setup URL: https://{}/warden/setup?token=",
@@ -154,7 +154,7 @@ async fn certificate_reload_keeps_open_connections_and_the_last_good_pair() {
     let d = Double::start().await;
     let ca = TestCa::new();
     let first = ca.leaf("first");
-    let w = start_tls(&d.url(), &first, "", "hsts = \"\"");
+    let w = start_tls(&d.url(), &first, |s| s.tls(|t| t.hsts("")));
 
     let (mut old, cert) = h1(&w, &ca).await;
     assert_eq!(cert, first.der);
@@ -224,12 +224,9 @@ async fn plain_listener_only_redirects_to_https() {
     let d = Double::start().await;
     let ca = TestCa::new();
     let leaf = ca.leaf("first");
-    let w = start_tls(
-        &d.url(),
-        &leaf,
-        "http_redirect = \"127.0.0.1:0\"\nhttps_port = 8443",
-        "",
-    );
+    let w = start_tls(&d.url(), &leaf, |s| {
+        s.http_redirect("127.0.0.1:0").https_port(8443)
+    });
     let plain = w.log_addr("redirecting to https on ");
     for (method, path) in [
         (Method::GET, "/some/path?x=1&y=%20"),
@@ -287,14 +284,15 @@ fn tls_allows_public_addresses_and_broken_files_fail_the_check() {
     let ca = TestCa::new();
     let leaf = ca.leaf("first");
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = TestConfig::new("http://127.0.0.1:8188", users());
-    cfg.listen = "0.0.0.0:8443".into();
+    let cfg = TestConfig::new("http://127.0.0.1:8188")
+        .user(alice())
+        .listen("0.0.0.0:8443");
     cfg.write(dir.path());
     let (ok, out) = check(dir.path());
     assert!(!ok && out.contains("[server.tls]"), "{out}");
 
-    cfg.server_extra = tls::server_tls_toml("");
-    cfg.write(dir.path());
+    let with_tls = cfg.clone().server(|s| s.tls(|t| t.installed()));
+    with_tls.write(dir.path());
     leaf.install(dir.path());
     let (ok, out) = check(dir.path());
     assert!(ok, "{out}");
@@ -305,14 +303,14 @@ fn tls_allows_public_addresses_and_broken_files_fail_the_check() {
     assert!(!ok, "{out}");
     assert!(out.contains("key.pem"), "{out}");
 
-    cfg.server_extra = tls::server_tls_toml("hsts = \"forever\"");
-    cfg.write(dir.path());
+    with_tls
+        .server(|s| s.tls(|t| t.hsts("forever")))
+        .write(dir.path());
     let (ok, out) = check(dir.path());
     assert!(!ok && out.contains("server.tls.hsts"), "{out}");
 
-    cfg.server_extra =
-        "[server.tls]\ncert = \"${CREDENTIALS_DIRECTORY}/cert.pem\"\nkey = \"k\"\n".into();
-    cfg.write(dir.path());
+    cfg.server(|s| s.tls(|t| t.cert("${CREDENTIALS_DIRECTORY}/cert.pem").key("k")))
+        .write(dir.path());
     let (ok, out) = check(dir.path());
     assert!(!ok, "{out}");
     assert!(

@@ -1,17 +1,16 @@
 //! Proxying: what ComfyUI receives (no client comfy-user, no warden cookie, no Origin, no
 //! Authorization; forwarding headers set by comfy-warden), streaming of large bodies both
 //! ways, a clear 502 when ComfyUI is down, and the worker threads serving connections.
+use crate::support::config::TestConfig;
 use crate::support::double::Double;
-use crate::support::harness::{TestConfig, TestUser, Warden};
-use crate::support::http::{self, cookie_header, get, login};
+use crate::support::harness::Warden;
+use crate::support::http::{self, bearer, cookie_header, get, login};
+use crate::support::users::alice;
 use ::http::Method;
 
 async fn setup() -> (Double, Warden, String) {
     let double = Double::start().await;
-    let w = Warden::start(&TestConfig::new(
-        &double.url(),
-        vec![TestUser::new("alice", "alice-pw", &["user"])],
-    ));
+    let w = Warden::start(&TestConfig::new(&double.url()).user(alice()));
     let token = login(&w.url(""), "alice", "alice-pw").await;
     (double, w, token)
 }
@@ -83,7 +82,7 @@ async fn client_identity_headers_never_reach_comfyui() {
 #[tokio::test]
 async fn bearer_token_is_not_forwarded() {
     let (d, w, token) = setup().await;
-    let auth = format!("Bearer {token}");
+    let auth = bearer(&token);
     assert_eq!(
         get(&w.url("/api/embeddings"), &[("authorization", &auth)])
             .await
@@ -187,11 +186,9 @@ async fn comfyui_down_gives_502_page_or_json() {
 #[tokio::test]
 async fn workers_serve_concurrent_connections() {
     let double = Double::start().await;
-    let mut cfg = TestConfig::new(
-        &double.url(),
-        vec![TestUser::new("alice", "alice-pw", &["user"])],
-    );
-    cfg.server_extra = "workers = 3\nmetrics_listen = \"127.0.0.1:0\"\n".into();
+    let cfg = TestConfig::new(&double.url())
+        .user(alice())
+        .server(|s| s.workers(3).metrics_listen("127.0.0.1:0"));
     let w = Warden::start(&cfg);
     let metrics_addr = w.log_addr("serving metrics on ");
     // Each thread names itself as it starts.

@@ -1,23 +1,18 @@
 //! Hot reload: a users.toml edit takes effect without a restart (removed users lose access at
 //! once, their sockets close) while other users' WebSockets stay up; a broken file keeps the
 //! last good configuration.
+use crate::support::config::{TestConfig, users_toml};
 use crate::support::double::Double;
-use crate::support::harness::{TestConfig, TestUser, Warden, users_toml};
+use crate::support::harness::Warden;
 use crate::support::http::{cookie_header, get, login, post_json};
+use crate::support::users;
 use crate::support::ws;
 use tokio_tungstenite::tungstenite::Message;
-
-fn users() -> Vec<TestUser> {
-    vec![
-        TestUser::new("alice", "alice-pw", &["user"]),
-        TestUser::new("bob", "bob-pw", &["user"]),
-    ]
-}
 
 #[tokio::test]
 async fn removing_a_user_takes_effect_while_other_sockets_stay_up() {
     let d = Double::start().await;
-    let w = Warden::start(&TestConfig::new(&d.url(), users()));
+    let w = Warden::start(&TestConfig::new(&d.url()).users([users::alice(), users::bob()]));
     let alice = cookie_header(&login(&w.url(""), "alice", "alice-pw").await);
     let bob = cookie_header(&login(&w.url(""), "bob", "bob-pw").await);
     let mut alice_ws = ws::connect(w.addr, "/ws", &[("cookie", &alice)])
@@ -37,7 +32,7 @@ async fn removing_a_user_takes_effect_while_other_sockets_stay_up() {
     assert_eq!(get(&w.url("/queue"), &[("cookie", &bob)]).await.status, 200);
 
     let mark = w.log_len();
-    w.replace_file("users.toml", &users_toml(&users()[..1]));
+    w.replace_file("users.toml", &users_toml(&[users::alice()]));
     assert!(
         w.wait_log("configuration reloaded", mark),
         "no reload seen:\n{}",
@@ -81,7 +76,7 @@ async fn removing_a_user_takes_effect_while_other_sockets_stay_up() {
 #[tokio::test]
 async fn a_broken_users_file_keeps_the_last_good_users() {
     let d = Double::start().await;
-    let w = Warden::start(&TestConfig::new(&d.url(), users()));
+    let w = Warden::start(&TestConfig::new(&d.url()).users([users::alice(), users::bob()]));
     let alice = cookie_header(&login(&w.url(""), "alice", "alice-pw").await);
 
     let mark = w.log_len();
@@ -105,7 +100,7 @@ async fn a_broken_users_file_keeps_the_last_good_users() {
 
     // Fixing the file is picked up on the next change.
     let mark = w.log_len();
-    w.replace_file("users.toml", &users_toml(&users()[1..]));
+    w.replace_file("users.toml", &users_toml(&[users::bob()]));
     assert!(w.wait_log("configuration reloaded", mark));
     assert_eq!(
         get(&w.url("/queue"), &[("cookie", &alice)]).await.status,
@@ -116,9 +111,9 @@ async fn a_broken_users_file_keeps_the_last_good_users() {
 #[tokio::test]
 async fn disabling_a_user_ends_their_access() {
     let d = Double::start().await;
-    let w = Warden::start(&TestConfig::new(&d.url(), users()));
+    let w = Warden::start(&TestConfig::new(&d.url()).users([users::alice(), users::bob()]));
     let bob = cookie_header(&login(&w.url(""), "bob", "bob-pw").await);
-    let mut changed = users();
+    let mut changed = vec![users::alice(), users::bob()];
     changed[1] = changed[1].clone().disabled();
     let mark = w.log_len();
     w.replace_file("users.toml", &users_toml(&changed));
@@ -129,7 +124,7 @@ async fn disabling_a_user_ends_their_access() {
 #[tokio::test]
 async fn sighup_reloads() {
     let d = Double::start().await;
-    let w = Warden::start(&TestConfig::new(&d.url(), users()));
+    let w = Warden::start(&TestConfig::new(&d.url()).users([users::alice(), users::bob()]));
     let mark = w.log_len();
     w.signal("HUP");
     assert!(w.wait_log("SIGHUP: reloading", mark));

@@ -90,14 +90,10 @@ async fn upload_traversal_and_output_uploads_are_refused() {
 #[tokio::test]
 async fn guests_cannot_upload() {
     let d = support::double::Double::start().await;
-    let w = support::harness::Warden::start(&support::harness::TestConfig::new(
-        &d.url(),
-        vec![support::harness::TestUser::new(
-            "gail",
-            "gail-pw",
-            &["guest"],
-        )],
-    ));
+    let w =
+        support::harness::Warden::start(&support::config::TestConfig::new(&d.url()).users(vec![
+            support::config::TestUser::new("gail", "gail-pw", &["guest"]),
+        ]));
     let guest =
         support::http::cookie_header(&support::http::login(&w.url(""), "gail", "gail-pw").await);
     let boundary = "b";

@@ -134,7 +134,7 @@ async fn custom_nodes_need_a_rule_in_the_config() {
             .is_some()
     );
 
-    let t = tenants::start_with("[tenancy.nodes.SaveImageWebsocket]\npure = true\n").await;
+    let t = tenants::start_with(|c| c.tenancy(|t| t.pure_node("SaveImageWebsocket"))).await;
     let r = t.queue_prompt(&t.bob, graph).await;
     assert_eq!(r.status, 200, "allowed once configured: {}", r.text());
 }
@@ -225,7 +225,7 @@ async fn the_cache_never_hands_one_users_result_to_another() {
 
 #[tokio::test]
 async fn the_per_user_queue_limit_answers_429() {
-    let t = tenants::start_with("[tenancy]\nmax_queued_per_user = 2\n").await;
+    let t = tenants::start_with(|c| c.tenancy(|t| t.max_queued_per_user(2))).await;
     t.d.set_hold(true);
     for _ in 0..2 {
         assert_eq!(t.queue_prompt(&t.alice, preview_graph()).await.status, 200);
@@ -244,14 +244,10 @@ async fn the_per_user_queue_limit_answers_429() {
 #[tokio::test]
 async fn guests_cannot_queue() {
     let d = support::double::Double::start().await;
-    let w = support::harness::Warden::start(&support::harness::TestConfig::new(
-        &d.url(),
-        vec![support::harness::TestUser::new(
-            "gail",
-            "gail-pw",
-            &["guest"],
-        )],
-    ));
+    let w =
+        support::harness::Warden::start(&support::config::TestConfig::new(&d.url()).users(vec![
+            support::config::TestUser::new("gail", "gail-pw", &["guest"]),
+        ]));
     let guest =
         support::http::cookie_header(&support::http::login(&w.url(""), "gail", "gail-pw").await);
     let r = support::http::post_json(

@@ -67,7 +67,7 @@ async fn dangerous_routes_need_their_permission() {
 
 #[tokio::test]
 async fn allow_routes_opens_a_custom_route() {
-    let t = tenants::start_with("[tenancy]\nallow_routes = [\"/my_custom_node/*\"]\n").await;
+    let t = tenants::start_with(|c| c.tenancy(|t| t.allow_routes(&["/my_custom_node/*"]))).await;
     let r = t.get(&t.bob, "/my_custom_node/status").await;
     assert_eq!(r.status, 404, "forwarded (the double does not know it)");
     assert_eq!(t.d.received_path("/my_custom_node/status").len(), 1);

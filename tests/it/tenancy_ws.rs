@@ -1,7 +1,7 @@
 //! Cross-tenant tests for the WebSocket: no socket takeover through clientId, run events only to
 //! the owner, broadcast frames (binary text progress, previews) only to the owner of the running
 //! prompt, `status` counts per user, unknown and log frames dropped for non-admins.
-use crate::support::tenants::{self, PROGRESS_NODE_RULE, preview_graph, progress_graph};
+use crate::support::tenants::{self, PROGRESS_NODE, preview_graph, progress_graph};
 use crate::support::ws;
 use futures_util::SinkExt;
 use serde_json::json;
@@ -92,7 +92,7 @@ async fn a_client_id_of_another_user_is_never_taken_over() {
 
 #[tokio::test]
 async fn run_events_and_broadcasts_go_only_to_the_owner() {
-    let t = tenants::start_with(PROGRESS_NODE_RULE).await;
+    let t = tenants::start_with(|c| c.tenancy(|t| t.pure_node(PROGRESS_NODE))).await;
     t.d.enable_progress_node();
     let mut a = ws::connect(t.w.addr, "/ws", &[("cookie", &t.alice)])
         .await

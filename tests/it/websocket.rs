@@ -1,8 +1,11 @@
 //! The WebSocket relay: a whole ComfyUI run relayed to the client, text and binary frames,
 //! ping/pong and close, and no identity → no socket.
+use crate::support::config::TestConfig;
 use crate::support::double::Double;
-use crate::support::harness::{TestConfig, TestUser, Warden};
+use crate::support::harness::Warden;
 use crate::support::http::{cookie_header, login, post_json};
+use crate::support::tenants::{PNG, PROGRESS_NODE};
+use crate::support::users::alice;
 use crate::support::ws;
 use futures_util::SinkExt;
 use serde_json::json;
@@ -10,12 +13,10 @@ use tokio_tungstenite::tungstenite::Message;
 
 async fn setup() -> (Double, Warden, String) {
     let double = Double::start().await;
-    let mut cfg = TestConfig::new(
-        &double.url(),
-        vec![TestUser::new("alice", "alice-pw", &["user"])],
-    );
     // The double's test node that reports progress (binary frames), allowed like a custom node.
-    cfg.extra = "[tenancy.nodes.ZZProgress]\npure = true\n".into();
+    let cfg = TestConfig::new(&double.url())
+        .user(alice())
+        .tenancy(|t| t.pure_node(PROGRESS_NODE));
     let w = Warden::start(&cfg);
     double.enable_progress_node();
     let token = login(&w.url(""), "alice", "alice-pw").await;
@@ -25,12 +26,7 @@ async fn setup() -> (Double, Warden, String) {
 #[tokio::test]
 async fn a_run_is_relayed_frame_by_frame() {
     let (d, w, token) = setup().await;
-    d.put_file(
-        "input",
-        "u_alice",
-        "cat.png",
-        include_bytes!("../fixtures/cat.png").to_vec(),
-    );
+    d.put_file("input", "u_alice", "cat.png", PNG.to_vec());
     let cookie = cookie_header(&token);
     let mut sock = ws::connect(w.addr, "/ws", &[("cookie", &cookie)])
         .await

@@ -1,113 +1,13 @@
 //! Runs the real `comfy-warden` binary against a configuration directory written per test,
 //! on a free loopback port, with its log captured for assertions.
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A user for the test configuration.
-#[derive(Clone)]
-pub struct TestUser {
-    pub name: String,
-    pub password: String,
-    pub roles: Vec<String>,
-    pub disabled: bool,
-    pub token_version: u64,
-}
-
-impl TestUser {
-    pub fn new(name: &str, password: &str, roles: &[&str]) -> Self {
-        TestUser {
-            name: name.into(),
-            password: password.into(),
-            roles: roles.iter().map(|r| r.to_string()).collect(),
-            disabled: false,
-            token_version: 1,
-        }
-    }
-    pub fn disabled(mut self) -> Self {
-        self.disabled = true;
-        self
-    }
-}
-
-/// Argon2id PHC of `password`, computed once per password per test process (cheap parameters:
-/// the daemon verifies whatever parameters the PHC string names).
-pub fn phc(password: &str) -> String {
-    static CACHE: OnceLock<Mutex<HashMap<String, String>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    let mut c = cache.lock().unwrap();
-    c.entry(password.to_string())
-        .or_insert_with(|| {
-            use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
-            let params = argon2::Params::new(1024, 1, 1, None).unwrap();
-            let a =
-                argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
-            a.hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng))
-                .unwrap()
-                .to_string()
-        })
-        .clone()
-}
-
-pub fn users_toml(users: &[TestUser]) -> String {
-    let mut s = String::new();
-    for u in users {
-        s.push_str(&format!(
-            "[users.{}]\npassword_hash = \"{}\"\nroles = [{}]\ndisabled = {}\ntoken_version = {}\n\n",
-            u.name,
-            phc(&u.password),
-            u.roles.iter().map(|r| format!("\"{r}\"")).collect::<Vec<_>>().join(", "),
-            u.disabled,
-            u.token_version
-        ));
-    }
-    s
-}
-
-/// The configuration a test runs with; `extra` is appended to warden.toml verbatim.
-pub struct TestConfig {
-    /// `server.listen` (default `127.0.0.1:0`).
-    pub listen: String,
-    pub upstream: String,
-    pub users: Vec<TestUser>,
-    pub server_extra: String,
-    /// Appended to `[files]` verbatim (e.g. `users_writable = "…"`).
-    pub files_extra: String,
-    pub extra: String,
-    pub ip_rules: String,
-}
-
-impl TestConfig {
-    pub fn new(upstream: &str, users: Vec<TestUser>) -> Self {
-        TestConfig {
-            listen: "127.0.0.1:0".into(),
-            upstream: upstream.into(),
-            users,
-            server_extra: String::new(),
-            files_extra: String::new(),
-            extra: String::new(),
-            ip_rules: String::new(),
-        }
-    }
-
-    pub fn warden_toml(&self) -> String {
-        format!(
-            "[server]\nlisten = [\"{}\"]\nshutdown_grace = \"5s\"\n{}\n[upstream]\nurl = \"{}\"\nconnect_timeout = \"2s\"\nresponse_timeout = \"20s\"\n\n[files]\nusers = \"users.toml\"\nip_rules = \"ip-rules.toml\"\nstate_dir = \"state\"\n{}\n[log]\nlevel = \"info,comfy_warden=debug\"\n{}\n",
-            self.listen, self.server_extra, self.upstream, self.files_extra, self.extra
-        )
-    }
-
-    /// Writes the configuration directory.
-    pub fn write(&self, dir: &Path) {
-        std::fs::write(dir.join("warden.toml"), self.warden_toml()).unwrap();
-        std::fs::write(dir.join("users.toml"), users_toml(&self.users)).unwrap();
-        std::fs::write(dir.join("ip-rules.toml"), &self.ip_rules).unwrap();
-    }
-}
+use super::config::TestConfig;
 
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_comfy-warden"))

@@ -144,20 +144,52 @@ pub async fn get_streamed(url: &str, headers: &[(&str, &str)]) -> (StatusCode, u
     (status, len, hex::encode(h.finalize()))
 }
 
-/// Signs in with JSON and returns the session JWT.
-pub async fn login(base: &str, user: &str, password: &str) -> String {
-    let r = post_json(
+/// Signs in with JSON (`POST /login`, extra `headers` like `x-forwarded-for`) and returns the
+/// answer, whatever it is.
+pub async fn login_answer(
+    base: &str,
+    user: &str,
+    password: &str,
+    headers: &[(&str, &str)],
+) -> Resp {
+    post_json(
         &format!("{base}/login"),
-        &[],
+        headers,
         &serde_json::json!({"username": user, "password": password}),
     )
-    .await;
+    .await
+}
+
+/// Signs in with JSON and returns the session JWT (the sign-in must succeed).
+pub async fn login(base: &str, user: &str, password: &str) -> String {
+    let r = login_answer(base, user, password, &[]).await;
     assert_eq!(r.status, 200, "login of {user} failed: {}", r.text());
     r.json()["jwt_token"].as_str().unwrap().to_string()
 }
 
+/// Signs in and returns the `cookie` header value of the session.
+pub async fn login_cookie(base: &str, user: &str, password: &str) -> String {
+    cookie_header(&login(base, user, password).await)
+}
+
+/// The `cookie` header value that carries session `token`.
 pub fn cookie_header(token: &str) -> String {
     format!("comfy_warden_session={token}")
+}
+
+/// The `authorization` header value for a JWT or API token.
+pub fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+/// The `authorization` header value of HTTP Basic for `user` and `password`.
+pub fn basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    let raw = format!("{user}:{password}");
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    )
 }
 
 /// The current time in unix seconds.

@@ -1,8 +1,10 @@
 //! Two users (alice, bob) and an admin (root) signed in to one daemon in front of one double:
 //! the set-up of every cross-tenant test.
+use super::config::TestConfig;
 use super::double::Double;
-use super::harness::{TestConfig, TestUser, Warden};
-use super::http::{self, Resp, cookie_header, login};
+use super::harness::Warden;
+use super::http::{self, Resp, login_cookie};
+use super::users::users;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -15,26 +17,17 @@ pub struct Tenants {
 }
 
 pub async fn start() -> Tenants {
-    start_with("").await
+    start_with(|c| c).await
 }
 
-/// `extra` is appended to warden.toml (for `[tenancy]` settings).
-pub async fn start_with(extra: &str) -> Tenants {
+/// Like [`start`], with the configuration changed by `configure` (for `[tenancy]` settings).
+pub async fn start_with(configure: impl FnOnce(TestConfig) -> TestConfig) -> Tenants {
     let d = Double::start().await;
-    let mut cfg = TestConfig::new(
-        &d.url(),
-        vec![
-            TestUser::new("alice", "alice-pw", &["user"]),
-            TestUser::new("bob", "bob-pw", &["user"]),
-            TestUser::new("root", "root-pw", &["admin"]),
-        ],
-    );
-    cfg.extra = extra.to_string();
-    let w = Warden::start(&cfg);
+    let w = Warden::start(&configure(TestConfig::new(&d.url()).users(users())));
     let base = w.url("");
-    let alice = cookie_header(&login(&base, "alice", "alice-pw").await);
-    let bob = cookie_header(&login(&base, "bob", "bob-pw").await);
-    let root = cookie_header(&login(&base, "root", "root-pw").await);
+    let alice = login_cookie(&base, "alice", "alice-pw").await;
+    let bob = login_cookie(&base, "bob", "bob-pw").await;
+    let root = login_cookie(&base, "root", "root-pw").await;
     Tenants {
         d,
         w,
@@ -130,7 +123,7 @@ pub fn invert_graph(image: &str, prefix: &str) -> Value {
 }
 
 /// EmptyImage → ZZProgress (the double's test node that reports progress: preview and text
-/// frames, like a sampler) → PreviewImage. Needs `[tenancy.nodes.ZZProgress]` in the config.
+/// frames, like a sampler) → PreviewImage. Needs `.tenancy(|t| t.pure_node(PROGRESS_NODE))`.
 pub fn progress_graph() -> Value {
     json!({
         "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 5}},
@@ -139,7 +132,8 @@ pub fn progress_graph() -> Value {
     })
 }
 
-pub const PROGRESS_NODE_RULE: &str = "[tenancy.nodes.ZZProgress]\npure = true\n";
+/// The class of the double's progress-reporting test node (see [`progress_graph`]).
+pub const PROGRESS_NODE: &str = "ZZProgress";
 
 /// EmptyImage → PreviewImage (writes a temp-root preview).
 pub fn preview_graph() -> Value {

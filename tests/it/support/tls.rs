@@ -69,11 +69,6 @@ impl Leaf {
     }
 }
 
-/// The `[server.tls]` table for a leaf installed with [`Leaf::install`].
-pub fn server_tls_toml(extra: &str) -> String {
-    format!("[server.tls]\ncert = \"tls/cert.pem\"\nkey = \"tls/key.pem\"\n{extra}\n")
-}
-
 pub fn client_config(ca: &TestCa, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
     client_config_versions(ca, alpn, rustls::DEFAULT_VERSIONS)
 }
