@@ -1,4 +1,4 @@
-//! comfy-warden's frontend extension over HTTP (the browser side is `tests/browser.rs`): the
+//! comfy-warden's frontend extension over HTTP (the browser side is `tests/it/browser.rs`): the
 //! `/extensions` list gains the script, the script is served without an identity with sensible
 //! caching, the 401 that sends a canvas back to the login page names comfy-warden, and a refused
 //! address gets a page in a browser but a bare 403 elsewhere.

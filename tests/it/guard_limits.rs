@@ -219,7 +219,10 @@ async fn connections_per_address_are_limited_and_websockets_keep_their_place() {
     let w = Warden::start(&cfg);
     let cookie = http::cookie_header(&login(&w.url(""), "alice", "alice-pw").await);
 
-    // Two WebSockets (retried: the login's connection may still be counted for a moment).
+    // Two WebSockets (retried: the login's connection may still be counted for a moment). The
+    // refusal log is throttled: a refusal during these retries may be the one logged, so the
+    // log is searched from here.
+    let mark = w.log_len();
     let mut sockets = Vec::new();
     let deadline = Instant::now() + DEADLINE;
     while sockets.len() < 2 {
@@ -231,7 +234,6 @@ async fn connections_per_address_are_limited_and_websockets_keep_their_place() {
             }
         }
     }
-    let mark = w.log_len();
     let answer = raw(&w, HEALTH, "ok\n").await;
     assert!(
         refused(&answer),
