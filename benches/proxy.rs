@@ -2,14 +2,21 @@
 //! access and nginx with wrk, streaming of 200 MB bodies, idle WebSockets, a login flood, the
 //! filtering of big ComfyUI answers and the reload of a 10,000-user file, and writes the table
 //! into BENCHMARKS.md. Figures only; nothing here passes or fails.
-#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
-#[path = "../tests/support/harness.rs"]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+// The integration tests' kit (tests/it/support), of which the benchmark uses a part.
+#[allow(dead_code, reason = "the benchmark uses a part of the test kit")]
+#[path = "../tests/it/support/config.rs"]
+mod config;
+#[allow(dead_code, reason = "the benchmark uses a part of the test kit")]
+#[path = "../tests/it/support/harness.rs"]
 mod harness;
-#[path = "../tests/support/http.rs"]
+#[allow(dead_code, reason = "the benchmark uses a part of the test kit")]
+#[path = "../tests/it/support/http.rs"]
 mod http_client;
 #[path = "support/upstream.rs"]
 mod upstream;
-#[path = "../tests/support/ws.rs"]
+#[allow(dead_code, reason = "the benchmark uses a part of the test kit")]
+#[path = "../tests/it/support/ws.rs"]
 mod ws;
 
 use std::fmt::Write as _;
@@ -230,7 +237,7 @@ fn main() {
     std::fs::write(dir.path().join("warden.toml"), format!("{toml}\n[files]\nusers = \"users.toml\"\nstate_dir = \"state\"\n\n[log]\nlevel = \"warn,comfy_warden::server::listen=info\"\n\n[tenancy]\nmax_prompt_bytes = 1048576\n")).unwrap();
     std::fs::write(
         dir.path().join("users.toml"),
-        harness::users_toml(&[harness::TestUser::new("bench", "bench-pw", &["user"])]),
+        config::users_toml(&[config::TestUser::new("bench", "bench-pw", &["user"])]),
     )
     .unwrap();
     let warden = harness::Warden::start_in(dir, &[]);
@@ -460,7 +467,7 @@ fn main() {
     // Reload of a 10,000-user users.toml (the library's loader, as the watcher runs it).
     let big = tempfile::tempdir().unwrap();
     std::fs::write(big.path().join("warden.toml"), "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstream]\nurl = \"http://127.0.0.1:1\"\n[files]\nusers = \"users.toml\"\nstate_dir = \"state\"\n").unwrap();
-    let phc = harness::phc("x");
+    let phc = config::phc("x");
     let mut users = String::new();
     for i in 0..10_000 {
         writeln!(

@@ -1,8 +1,8 @@
-// The browser half of tests/browser.rs: headless Chromium (Debian's, driven by playwright-core)
+// The browser half of tests/it/browser.rs: headless Chromium (Debian's, driven by playwright-core)
 // against a running comfy-warden in front of the ComfyUI test double that serves the real
 // frontend (comfyui-frontend-package 1.27.10).
 //
-// Environment (set by tests/browser.rs): WARDEN_URL, CHROMIUM, ARTIFACTS (screenshots),
+// Environment (set by tests/it/browser.rs): WARDEN_URL, CHROMIUM, ARTIFACTS (screenshots),
 // USERS (JSON [{name, password}]: two users with the "user" role run the full flow, a third
 // with the "guest" role sees the extension fall back on a frontend without its hooks),
 // REFUSED_IP (an X-Forwarded-For address the IP rules deny).

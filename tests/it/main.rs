@@ -1,0 +1,33 @@
+//! comfy-warden's integration tests, in one test binary (`cargo test --test it`). Each module
+//! is one area and starts the real `comfy-warden` binary against the ComfyUI test double over
+//! loopback; `support` holds the shared kit (the double, the harness and its configuration
+//! builder, HTTP/WebSocket/TLS clients, fixtures). How to add a test: `docs/testing.md`.
+mod support;
+
+mod admin_setup;
+mod admin_users;
+mod auth_csrf;
+mod auth_permissions;
+mod auth_sources;
+mod auth_tokens;
+mod browser;
+mod cli_check;
+mod double_selftest;
+mod frontend_extension;
+mod guard_client_ip;
+mod guard_flood;
+mod guard_limits;
+mod guard_lockout;
+mod login;
+mod ops_metrics;
+mod ops_systemd;
+mod ops_tls;
+mod proxy;
+mod reload;
+mod tenancy_files;
+mod tenancy_ledger;
+mod tenancy_prompts;
+mod tenancy_queue;
+mod tenancy_routes;
+mod tenancy_ws;
+mod websocket;
