@@ -133,8 +133,11 @@ async function waitForCanvas(page, who) {
 /** A new ComfyUI user is greeted with the template browser (as with ComfyUI itself): close it. */
 async function dismissWelcome(page) {
   const mask = page.locator('.p-dialog-mask');
+  // The frontend opens it once its settings and workflow have loaded, which on a loaded machine
+  // can be well after the canvas shows: wait for the page to go quiet first, then a while more.
+  await page.waitForLoadState('networkidle', { timeout: STEP_TIMEOUT }).catch(() => {});
   try {
-    await mask.first().waitFor({ state: 'visible', timeout: 3000 });
+    await mask.first().waitFor({ state: 'visible', timeout: 5000 });
   } catch {
     return;
   }
