@@ -81,11 +81,14 @@ pub fn check_token(
     if sessions.is_revoked(&claims.jti) {
         return None;
     }
-    let user = snap.user(&claims.sub)?;
+    let user = match &claims.oidc {
+        Some(groups) => super::oidc::session_user(snap, &claims.sub, groups).ok()?,
+        None => snap.user(&claims.sub)?.clone(),
+    };
     if user.disabled || user.token_version != claims.ver {
         return None;
     }
-    Some((user.clone(), claims))
+    Some((user, claims))
 }
 
 /// Still valid under the (possibly reloaded) snapshot? Used by long-lived connections.
@@ -102,6 +105,14 @@ pub fn still_valid(id: &Identity, snap: &Snapshot, sessions: &SessionTable) -> b
                 u.permissions == id.user.permissions && u.token_version == id.user.token_version
             })
         });
+    }
+    if let Some(c) = &id.claims
+        && let Some(groups) = &c.oidc
+    {
+        // A single sign-on session: the live configuration must still give the same rights.
+        return !sessions.is_revoked(&c.jti)
+            && super::oidc::session_user(snap, &id.user.name, groups)
+                .is_ok_and(|u| u.permissions == id.user.permissions && u.token_version == c.ver);
     }
     let Some(user) = snap.user(&id.user.name) else {
         return false;

@@ -8,6 +8,7 @@ mod endpoints;
 pub mod error;
 pub mod identity;
 mod limits;
+pub mod oidc;
 pub mod paths;
 pub mod raw;
 pub mod store;
@@ -190,6 +191,8 @@ pub struct Snapshot {
     pub ip_rules: IpRules,
     pub trusted_header: Option<identity::TrustedHeader>,
     pub external_jwt: Option<identity::ExternalJwt>,
+    /// `[auth.oidc]`: browser sign-in through an OpenID provider.
+    pub oidc: Option<Arc<oidc::Oidc>>,
     /// The namespaces of configured users (identities from outside may not take them).
     pub namespaces: std::collections::HashSet<String>,
     /// 0 for the snapshot loaded at start, then one more for each successful reload
@@ -215,6 +218,7 @@ impl Snapshot {
         v.extend(self.files.ip_rules.clone());
         v.extend(self.files.password_hash_files.iter().cloned());
         v.extend(self.external_jwt.as_ref().map(|e| e.jwks_file.clone()));
+        v.extend(self.oidc.iter().flat_map(|o| o.files()));
         v
     }
 }
@@ -445,6 +449,9 @@ pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
     files.password_hash_files = hash_files;
     let ip_rules = load_ip_rules(files.ip_rules.as_deref())?;
     let sources = identity::build(&w.auth, &dir, &main_path, &wtext, &roles)?;
+    let oidc = (w.auth.oidc.as_ref())
+        .map(|o| oidc::build(o, &dir, &main_path, &wtext, &roles).map(Arc::new))
+        .transpose()?;
     let namespaces = users.values().map(|u| u.namespace.clone()).collect();
 
     let audit_file = w.log.audit_file.map(|p| resolve(&files.state_dir, &p));
@@ -466,6 +473,7 @@ pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
         ip_rules,
         trusted_header: sources.trusted_header,
         external_jwt: sources.external_jwt,
+        oidc,
         generation: 0,
         namespaces,
     })

@@ -40,9 +40,13 @@ fn query_param(req: &Request<Incoming>, key: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-pub fn login_page(req: &Request<Incoming>) -> Response<Body> {
+pub fn login_page(snap: &Snapshot, req: &Request<Incoming>) -> Response<Body> {
     let next = safe_next(query_param(req, "next").as_deref());
-    pages::page(StatusCode::OK, pages::login_page(&next, "", None))
+    let html = pages::login_page(&next, "", None);
+    pages::page(
+        StatusCode::OK,
+        super::oidc_routes::add_button(html, snap, &next),
+    )
 }
 
 #[derive(Deserialize)]
@@ -267,10 +271,17 @@ pub fn logout(
         tls,
         std::time::Duration::ZERO,
     );
+    let provider_logout = super::oidc_routes::end_session_url(app, &app.config.get(), ident);
     let mut resp = if body::wants_html(req.headers()) || is_form(req) {
-        body::redirect(StatusCode::SEE_OTHER, "/login")
+        body::redirect(
+            StatusCode::SEE_OTHER,
+            provider_logout.as_deref().unwrap_or("/login"),
+        )
     } else {
-        body::json(StatusCode::OK, &serde_json::json!({ "ok": true }))
+        body::json(
+            StatusCode::OK,
+            &serde_json::json!({ "ok": true, "redirect": provider_logout }),
+        )
     };
     resp.headers_mut().append(header::SET_COOKIE, clear);
     resp
