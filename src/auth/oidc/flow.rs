@@ -125,7 +125,7 @@ mod tests {
         let s = f.start("/x".into(), "https://w/cb".into()).unwrap();
         assert_eq!(
             challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
-            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGjSstw-cM"
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
         assert_eq!(
             f.take(&s.state, Some("wrong")).unwrap_err(),
