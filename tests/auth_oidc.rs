@@ -1,0 +1,568 @@
+//! Single sign-on against a real OpenID provider: the `oidc-provider` package (installed by
+//! scripts/oidc-deps) runs on loopback over HTTPS with a test CA (tests/oidc/provider.mjs), and
+//! comfy-warden trusts that CA through `ca_file`. The tests drive the provider over plain HTTP
+//! (its interaction signs in the `login_hint` user at once), as a browser would: redirects and
+//! cookies by hand.
+mod support;
+use serde_json::json;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use support::double::Double;
+use support::harness::{TestConfig, TestUser, Warden};
+use support::http::{self, get};
+use support::tls::TestCa;
+
+const PROVIDER_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/oidc");
+
+/// The test provider, killed when dropped.
+struct Provider {
+    child: Child,
+    issuer: String,
+    ca: TestCa,
+    ca_file: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn users() -> serde_json::Value {
+    json!({
+        "alice": { "groups": ["comfy-users", "unrelated"] },
+        "bob": { "groups": ["comfy-admins"] },
+        "carol": { "groups": ["comfy-admins"] },
+        "dave": { "groups": ["strangers"] },
+        "eve": { "username": "eve smith", "groups": ["comfy-users"] },
+        "frank": { "groups": ["comfy-users"] }
+    })
+}
+
+impl Provider {
+    fn start(warden_port: u16) -> Provider {
+        assert!(
+            std::path::Path::new(PROVIDER_DIR)
+                .join("node_modules/oidc-provider/package.json")
+                .exists(),
+            "the test provider is not installed: run scripts/oidc-deps"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let ca = TestCa::new();
+        let leaf = ca.leaf("test provider");
+        std::fs::write(dir.path().join("cert.pem"), &leaf.cert_pem).unwrap();
+        std::fs::write(dir.path().join("key.pem"), &leaf.key_pem).unwrap();
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, pem_certificate(&ca.der)).unwrap();
+        let base = format!("http://127.0.0.1:{warden_port}");
+        let config = json!({
+            "cert": dir.path().join("cert.pem"),
+            "key": dir.path().join("key.pem"),
+            "clients": [
+                {
+                    "client_id": "comfy-warden",
+                    "client_secret": "test-client-secret",
+                    "redirect_uris": [format!("{base}/login/oidc/callback")],
+                    "post_logout_redirect_uris": [format!("{base}/login")],
+                },
+                {
+                    "client_id": "comfy-warden-post",
+                    "client_secret": "test-post-secret",
+                    "token_endpoint_auth_method": "client_secret_post",
+                    "redirect_uris": [format!("{base}/login/oidc/callback")],
+                }
+            ],
+            "users": users(),
+        });
+        let cfg_file = dir.path().join("provider.json");
+        std::fs::write(&cfg_file, config.to_string()).unwrap();
+        let mut child = Command::new("node")
+            .arg(format!("{PROVIDER_DIR}/provider.mjs"))
+            .arg(&cfg_file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start node");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(issuer) = line.strip_prefix("listening ") {
+                    let _ = tx.send(issuer.to_owned());
+                }
+            }
+        });
+        let issuer = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(i) => i,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("the test provider did not start");
+            }
+        };
+        Provider {
+            child,
+            issuer,
+            ca,
+            ca_file,
+            _dir: dir,
+        }
+    }
+
+    fn addr(&self) -> std::net::SocketAddr {
+        self.issuer.trim_start_matches("https://").parse().unwrap()
+    }
+}
+
+fn pem_certificate(der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut s = String::from("-----BEGIN CERTIFICATE-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        s.push_str(std::str::from_utf8(chunk).unwrap());
+        s.push('\n');
+    }
+    s.push_str("-----END CERTIFICATE-----\n");
+    s
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn oidc_toml(issuer: &str, ca_file: &std::path::Path, extra: &str) -> String {
+    format!(
+        "[auth.oidc]\nissuer = \"{issuer}\"\nclient_id = \"comfy-warden\"\nclient_secret_file = \"oidc-secret\"\nroles_claim = \"groups\"\nrole_map = {{ \"comfy-admins\" = \"admin\", \"comfy-users\" = \"user\" }}\nscopes = [\"profile\", \"groups\"]\nca_file = \"{}\"\ndisplay_name = \"Test provider\"\n{extra}\n",
+        ca_file.display()
+    )
+}
+
+/// A daemon with users.toml users carol (`user`) and frank (disabled), signing in through `p`.
+fn start_warden(d: &Double, port: u16, oidc: &str, secret: &str) -> Warden {
+    let mut cfg = TestConfig::new(
+        &d.url(),
+        vec![
+            TestUser::new("carol", "carol-pw", &["user"]),
+            TestUser::new("frank", "frank-pw", &["user"]).disabled(),
+            TestUser::new("pat", "pat-pw", &["user"]),
+        ],
+    );
+    cfg.listen = format!("127.0.0.1:{port}");
+    cfg.extra = oidc.to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    cfg.write(dir.path());
+    std::fs::write(dir.path().join("oidc-secret"), format!("{secret}\n")).unwrap();
+    Warden::start_in(dir, &[])
+}
+
+struct Setup {
+    _d: Double,
+    p: Provider,
+    w: Warden,
+}
+
+async fn setup(extra: &str) -> Setup {
+    let d = Double::start().await;
+    let port = free_port();
+    let p = Provider::start(port);
+    let w = start_warden(
+        &d,
+        port,
+        &oidc_toml(&p.issuer, &p.ca_file, extra),
+        "test-client-secret",
+    );
+    Setup { _d: d, p, w }
+}
+
+fn set_cookies(r: &http::Resp) -> Vec<String> {
+    r.headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+/// `name=value` of a Set-Cookie header named `name`.
+fn cookie_pair(r: &http::Resp, name: &str) -> Option<String> {
+    set_cookies(r)
+        .into_iter()
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .map(|c| c.split(';').next().unwrap().to_owned())
+}
+
+/// Follows the provider's redirects (with its cookies) from `url` until one leaves the
+/// provider; returns that location (comfy-warden's callback).
+async fn through_provider(p: &Provider, url: &str) -> String {
+    let mut jar: HashMap<String, String> = HashMap::new();
+    let mut url = url.to_owned();
+    for _ in 0..10 {
+        let path = url
+            .strip_prefix(&p.issuer)
+            .unwrap_or_else(|| panic!("{url} is not the provider's"))
+            .to_owned();
+        let cookie = jar
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let r = provider_get(p, &path, &cookie).await;
+        for c in set_cookies(&r) {
+            let pair = c.split(';').next().unwrap();
+            if let Some((k, v)) = pair.split_once('=') {
+                jar.insert(k.to_owned(), v.to_owned());
+            }
+        }
+        let loc = r
+            .header("location")
+            .unwrap_or_else(|| panic!("the provider answered {} {}", r.status, r.text()));
+        let loc = if loc.starts_with('/') {
+            format!("{}{loc}", p.issuer)
+        } else {
+            loc
+        };
+        if !loc.starts_with(&p.issuer) {
+            return loc;
+        }
+        url = loc;
+    }
+    panic!("too many redirects at the provider");
+}
+
+/// One GET to the provider over TLS (trusting the test CA), with the issuer's Host.
+async fn provider_get(p: &Provider, path: &str, cookie: &str) -> http::Resp {
+    use http_body_util::BodyExt;
+    let cfg = support::tls::client_config(&p.ca, &[b"http/1.1"]);
+    let stream = support::tls::connect(p.addr(), cfg).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = ::http::Request::get(path)
+        .header("host", p.issuer.trim_start_matches("https://"))
+        .header("cookie", cookie)
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    let (parts, body) = resp.into_parts();
+    http::Resp {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.collect().await.unwrap().to_bytes(),
+    }
+}
+
+/// Starts a sign-in at comfy-warden: the provider URL and the browser's flow cookie.
+async fn begin(w: &Warden, next: &str) -> (String, String) {
+    let r = get(
+        &w.url(&format!("/login/oidc?next={}", urlencode(next))),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 302, "{}", r.text());
+    let flow = cookie_pair(&r, "comfy_warden_oidc").expect("a flow cookie");
+    (r.header("location").unwrap(), flow)
+}
+
+fn urlencode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// The callback URL the provider sends `user`'s browser to.
+async fn code_for(s: &Setup, user: &str, next: &str) -> (String, String) {
+    let (auth, flow) = begin(&s.w, next).await;
+    let callback = through_provider(&s.p, &format!("{auth}&login_hint={user}")).await;
+    (callback, flow)
+}
+
+/// A whole sign-in; returns the callback's answer.
+async fn sign_in(s: &Setup, user: &str, next: &str) -> http::Resp {
+    let (callback, flow) = code_for(s, user, next).await;
+    get(&callback, &[("cookie", &flow)]).await
+}
+
+fn session(r: &http::Resp) -> String {
+    cookie_pair(r, "comfy_warden_session")
+        .filter(|c| c.len() > "comfy_warden_session=".len())
+        .unwrap_or_else(|| panic!("no session cookie: {} {}", r.status, r.text()))
+}
+
+async fn me(w: &Warden, cookie: &str) -> http::Resp {
+    get(&w.url("/warden/me"), &[("cookie", cookie)]).await
+}
+
+fn assert_refused(r: &http::Resp, status: u16, words: &str) {
+    assert_eq!(r.status, status, "{}", r.text());
+    assert!(r.text().contains(words), "{}", r.text());
+    assert!(
+        r.text().contains("href=\"/login\""),
+        "a way back: {}",
+        r.text()
+    );
+    assert!(
+        cookie_pair(r, "comfy_warden_session").is_none(),
+        "no session on a refusal"
+    );
+}
+
+#[tokio::test]
+async fn a_mapped_user_signs_in_and_lands_on_next() {
+    let s = setup("").await;
+    let page = get(&s.w.url("/login?next=%2Fqueue"), &[]).await;
+    assert!(
+        page.text()
+            .contains("href=\"/login/oidc?next=%2Fqueue\">Sign in with Test provider</a>"),
+        "{}",
+        page.text()
+    );
+    let r = sign_in(&s, "alice", "/queue?x=1").await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(r.header("location").unwrap(), "/queue?x=1");
+    let cookie = session(&r);
+    // Only comfy-warden's own session and the cleared flow cookie: no provider token.
+    for c in set_cookies(&r) {
+        assert!(
+            c.starts_with("comfy_warden_session=") || c.starts_with("comfy_warden_oidc=;"),
+            "{c}"
+        );
+    }
+    assert!(r.body.is_empty(), "{}", r.text());
+    let m = me(&s.w, &cookie).await;
+    assert_eq!(m.status, 200, "{}", m.text());
+    assert_eq!(m.json()["user"], "alice");
+    assert_eq!(m.json()["roles"], json!(["user"]));
+    assert_eq!(m.json()["auth"], "cookie");
+    assert!(
+        !m.json()["permissions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("admin"))
+    );
+    // ComfyUI is reached with the session.
+    let q = get(&s.w.url("/api/queue"), &[("cookie", &cookie)]).await;
+    assert_eq!(q.status, 200, "{}", q.text());
+    assert!(s.w.wait_log("login_ok", 0));
+    assert!(s.w.log().contains("oidc"), "{}", s.w.log());
+}
+
+#[tokio::test]
+async fn an_admin_group_gives_admin_and_listed_users_keep_their_roles() {
+    let s = setup("").await;
+    let bob = session(&sign_in(&s, "bob", "/").await);
+    let m = me(&s.w, &bob).await;
+    assert_eq!(m.json()["roles"], json!(["admin"]), "{}", m.text());
+    let guard = get(&s.w.url("/warden/admin/guard"), &[("cookie", &bob)]).await;
+    assert_eq!(guard.status, 200, "{}", guard.text());
+
+    // carol is `user` in users.toml and in the provider's admin group: both.
+    let carol = session(&sign_in(&s, "carol", "/").await);
+    let m = me(&s.w, &carol).await;
+    assert_eq!(m.json()["roles"], json!(["user", "admin"]), "{}", m.text());
+
+    // frank is disabled in users.toml: the provider's word does not let him in.
+    let r = sign_in(&s, "frank", "/").await;
+    assert_refused(&r, 403, "disabled");
+}
+
+#[tokio::test]
+async fn users_without_a_role_and_unusable_names_are_refused() {
+    let s = setup("").await;
+    let mark = s.w.log_len();
+    let r = sign_in(&s, "dave", "/").await;
+    assert_refused(&r, 403, "no access to ComfyUI here");
+    assert!(s.w.wait_log("oidc_refused", mark));
+    assert!(s.w.log().contains("no role"));
+
+    // "eve smith" is not a user name: refused, never rewritten into another name.
+    let r = sign_in(&s, "eve", "/").await;
+    assert_refused(&r, 403, "no name comfy-warden can use");
+}
+
+#[tokio::test]
+async fn default_roles_let_unmapped_users_in() {
+    let s = setup("default_roles = [\"user\"]").await;
+    let dave = session(&sign_in(&s, "dave", "/").await);
+    let m = me(&s.w, &dave).await;
+    assert_eq!(m.json()["roles"], json!(["user"]), "{}", m.text());
+}
+
+#[tokio::test]
+async fn tampered_unknown_and_replayed_states_are_refused() {
+    let s = setup("").await;
+    // A changed state.
+    let (callback, flow) = code_for(&s, "alice", "/").await;
+    let tampered = callback.replace("state=", "state=x");
+    let r = get(&tampered, &[("cookie", &flow)]).await;
+    assert_refused(
+        &r,
+        400,
+        "already used, it took too long, or the link was changed",
+    );
+    // An unknown state takes nothing out, so the real callback still works once…
+    let r = get(&callback, &[("cookie", &flow)]).await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    // …and only once.
+    let r = get(&callback, &[("cookie", &flow)]).await;
+    assert_refused(&r, 400, "already used");
+
+    // Another browser (no flow cookie, or another one) cannot finish someone's sign-in.
+    let (callback, _flow) = code_for(&s, "alice", "/").await;
+    let r = get(&callback, &[("cookie", "comfy_warden_oidc=someone-else")]).await;
+    assert_refused(&r, 400, "already used");
+    let r = get(&s.w.url("/login/oidc/callback?code=abc"), &[]).await;
+    assert_refused(&r, 400, "Start again");
+    assert!(s.w.log().contains("oidc_refused"));
+}
+
+#[tokio::test]
+async fn a_replayed_code_is_refused_by_the_exchange() {
+    let s = setup("").await;
+    let (callback, flow) = code_for(&s, "alice", "/").await;
+    let r = get(&callback, &[("cookie", &flow)]).await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let code = callback
+        .split(['?', '&'])
+        .find_map(|kv| kv.strip_prefix("code="))
+        .unwrap()
+        .to_owned();
+    // A fresh sign-in of the same browser, finished with the old code.
+    let (auth, flow2) = begin(&s.w, "/").await;
+    let state = auth
+        .split(['?', '&'])
+        .find_map(|kv| kv.strip_prefix("state="))
+        .unwrap()
+        .to_owned();
+    let mark = s.w.log_len();
+    let r = get(
+        &s.w.url(&format!("/login/oidc/callback?code={code}&state={state}")),
+        &[("cookie", &flow2)],
+    )
+    .await;
+    assert_refused(&r, 403, "did not accept this sign-in (invalid_grant)");
+    assert!(s.w.wait_log("code refused", mark));
+}
+
+#[tokio::test]
+async fn a_wrong_nonce_is_refused() {
+    let s = setup("").await;
+    let (auth, flow) = begin(&s.w, "/").await;
+    // Someone between the browser and the provider swaps the nonce.
+    let nonce = auth
+        .split(['?', '&'])
+        .find_map(|kv| kv.strip_prefix("nonce="))
+        .unwrap()
+        .to_owned();
+    let swapped = auth.replace(&format!("nonce={nonce}"), "nonce=chosen-by-someone-else");
+    let callback = through_provider(&s.p, &format!("{swapped}&login_hint=alice")).await;
+    let mark = s.w.log_len();
+    let r = get(&callback, &[("cookie", &flow)]).await;
+    assert_refused(&r, 403, "could not be verified");
+    assert!(s.w.wait_log("wrong nonce", mark));
+}
+
+#[tokio::test]
+async fn a_provider_error_is_a_page_not_a_500() {
+    let s = setup("").await;
+    let (callback, flow) = code_for(&s, "deny", "/").await;
+    assert!(callback.contains("error=access_denied"), "{callback}");
+    let mark = s.w.log_len();
+    let r = get(&callback, &[("cookie", &flow)]).await;
+    assert_refused(&r, 403, "did not sign you in (access_denied)");
+    assert!(s.w.wait_log("provider error access_denied", mark));
+}
+
+#[tokio::test]
+async fn a_provider_that_is_down_leaves_passwords_working() {
+    let d = Double::start().await;
+    let port = free_port();
+    let p = Provider::start(port);
+    let closed = free_port();
+    let w = start_warden(
+        &d,
+        port,
+        &oidc_toml(&format!("https://127.0.0.1:{closed}"), &p.ca_file, ""),
+        "test-client-secret",
+    );
+    let r = get(&w.url("/login/oidc?next=%2F"), &[]).await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(
+        r.text()
+            .contains("Test provider cannot be reached right now"),
+        "{}",
+        r.text()
+    );
+    assert!(w.wait_log("oidc_unavailable", 0));
+    let token = http::login(&w.url(""), "pat", "pat-pw").await;
+    let m = get(
+        &w.url("/warden/me"),
+        &[("authorization", &format!("Bearer {token}"))],
+    )
+    .await;
+    assert_eq!(m.json()["user"], "pat");
+}
+
+#[tokio::test]
+async fn client_secret_post_works() {
+    let d = Double::start().await;
+    let port = free_port();
+    let p = Provider::start(port);
+    let toml = oidc_toml(
+        &p.issuer,
+        &p.ca_file,
+        "token_endpoint_auth = \"client_secret_post\"",
+    )
+    .replace(
+        "client_id = \"comfy-warden\"",
+        "client_id = \"comfy-warden-post\"",
+    );
+    let w = start_warden(&d, port, &toml, "test-post-secret");
+    let s = Setup { _d: d, p, w };
+    let r = sign_in(&s, "alice", "/").await;
+    assert_eq!(r.status, 303, "{}", r.text());
+}
+
+#[tokio::test]
+async fn sign_out_ends_the_session_and_visits_the_provider() {
+    let s = setup("end_session_redirect = true").await;
+    let cookie = session(&sign_in(&s, "alice", "/").await);
+    let r = http::post(
+        &s.w.url("/logout"),
+        &[("cookie", &cookie), ("accept", "application/json")],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let redirect = r.json()["redirect"].as_str().unwrap().to_owned();
+    assert!(
+        redirect.starts_with(&format!(
+            "{}/session/end?client_id=comfy-warden",
+            s.p.issuer
+        )),
+        "{redirect}"
+    );
+    assert_eq!(me(&s.w, &cookie).await.status, 401);
+}
+
+#[tokio::test]
+async fn a_reload_that_drops_a_mapping_ends_its_sessions() {
+    let s = setup("").await;
+    let alice = session(&sign_in(&s, "alice", "/").await);
+    assert_eq!(me(&s.w, &alice).await.status, 200);
+    let toml = std::fs::read_to_string(s.w.path("warden.toml"))
+        .unwrap()
+        .replace(", \"comfy-users\" = \"user\"", "");
+    let mark = s.w.log_len();
+    s.w.replace_file("warden.toml", &toml);
+    assert!(s.w.wait_log("configuration reloaded", mark));
+    assert_eq!(me(&s.w, &alice).await.status, 401);
+}
