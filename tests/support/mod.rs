@@ -4,6 +4,7 @@
 pub mod double;
 pub mod harness;
 pub mod http;
+pub mod oidc;
 pub mod tenants;
 pub mod tls;
 pub mod ws;
