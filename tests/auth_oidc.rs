@@ -219,6 +219,14 @@ async fn a_mapped_user_signs_in_and_lands_on_next() {
             .unwrap()
             .contains(&json!("admin"))
     );
+    // No API token for a name users.toml does not list (its roles live in the session only).
+    let t = http::post_json(
+        &s.w.url("/warden/token"),
+        &[("cookie", &cookie)],
+        &json!({"label": "x"}),
+    )
+    .await;
+    assert_eq!(t.status, 403, "{}", t.text());
     // ComfyUI is reached with the session.
     let q = get(&s.w.url("/api/queue"), &[("cookie", &cookie)]).await;
     assert_eq!(q.status, 200, "{}", q.text());
@@ -239,6 +247,13 @@ async fn an_admin_group_gives_admin_and_listed_users_keep_their_roles() {
     let carol = session(&sign_in(&s, "carol", "/").await);
     let m = me(&s.w, &carol).await;
     assert_eq!(m.json()["roles"], json!(["user", "admin"]), "{}", m.text());
+    let t = http::post_json(
+        &s.w.url("/warden/token"),
+        &[("cookie", &carol)],
+        &json!({"label": "x"}),
+    )
+    .await;
+    assert_eq!(t.status, 200, "a listed user may have tokens: {}", t.text());
 
     // frank is disabled in users.toml: the provider's word does not let him in.
     let r = sign_in(&s, "frank", "/").await;
