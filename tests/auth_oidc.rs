@@ -49,7 +49,7 @@ async fn setup(extra: &str) -> Setup {
     let w = start_warden(
         &d,
         port,
-        &oidc_toml(&p.issuer, &p.ca_file, extra),
+        &oidc_toml(&p.issuer, &p.ca_file, &extra.replace("ISSUER", &p.issuer)),
         "test-client-secret",
     );
     Setup { _d: d, p, w }
@@ -111,6 +111,16 @@ async fn through_provider(p: &Provider, url: &str) -> String {
 
 /// One GET to the provider over TLS (trusting the test CA), with the issuer's Host.
 async fn provider_get(p: &Provider, path: &str, cookie: &str) -> http::Resp {
+    provider_request(p, ::http::Method::GET, path, &[("cookie", cookie)], "").await
+}
+
+async fn provider_request(
+    p: &Provider,
+    method: ::http::Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> http::Resp {
     use http_body_util::BodyExt;
     let cfg = support::tls::client_config(&p.ca, &[b"http/1.1"]);
     let stream = support::tls::connect(p.addr(), cfg).await.unwrap();
@@ -119,10 +129,17 @@ async fn provider_get(p: &Provider, path: &str, cookie: &str) -> http::Resp {
             .await
             .unwrap();
     tokio::spawn(conn);
-    let req = ::http::Request::get(path)
-        .header("host", p.issuer.trim_start_matches("https://"))
-        .header("cookie", cookie)
-        .body(http_body_util::Full::new(bytes::Bytes::new()))
+    let mut req = ::http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", p.issuer.trim_start_matches("https://"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            body.to_owned(),
+        )))
         .unwrap();
     let resp = sender.send_request(req).await.unwrap();
     let (parts, body) = resp.into_parts();
@@ -451,4 +468,68 @@ async fn a_reload_that_drops_a_mapping_ends_its_sessions() {
     s.w.replace_file("warden.toml", &toml);
     assert!(s.w.wait_log("configuration reloaded", mark));
     assert_eq!(me(&s.w, &alice).await.status, 401);
+}
+
+#[tokio::test]
+async fn bearer_tokens_of_the_provider_use_its_discovered_keys() {
+    use base64::Engine;
+    use sha2::Digest;
+    let s = setup(
+        "[auth.external_jwt]\nissuer = \"ISSUER\"\naudience = \"comfy-warden\"\nuser_claim = \"preferred_username\"\ndefault_roles = [\"user\"]",
+    )
+    .await;
+    let _ = &s;
+    // The provider's own ID token for alice, obtained as any client of it would.
+    let verifier = "a-verifier-of-the-test-that-is-long-enough-for-pkce-0123456789";
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(verifier.as_bytes()));
+    let redirect = s.w.url("/login/oidc/callback");
+    let auth = format!(
+        "{}/auth?client_id=comfy-warden&response_type=code&scope=openid%20profile%20groups&redirect_uri={}&state=st&nonce=no&code_challenge={challenge}&code_challenge_method=S256&login_hint=alice",
+        s.p.issuer,
+        urlencode(&redirect)
+    );
+    let callback = through_provider(&s.p, &auth).await;
+    let code = callback
+        .split(['?', '&'])
+        .find_map(|kv| kv.strip_prefix("code="))
+        .unwrap()
+        .to_owned();
+    let basic = base64::engine::general_purpose::STANDARD.encode("comfy-warden:test-client-secret");
+    let form = format!(
+        "grant_type=authorization_code&code={code}&redirect_uri={}&code_verifier={verifier}",
+        urlencode(&redirect)
+    );
+    let t = provider_request(
+        &s.p,
+        ::http::Method::POST,
+        "/token",
+        &[
+            ("authorization", &format!("Basic {basic}")),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        &form,
+    )
+    .await;
+    assert_eq!(t.status, 200, "{}", t.text());
+    let id_token = t.json()["id_token"].as_str().unwrap().to_owned();
+    let m = get(
+        &s.w.url("/warden/me"),
+        &[("authorization", &format!("Bearer {id_token}"))],
+    )
+    .await;
+    assert_eq!(m.status, 200, "{}", m.text());
+    assert_eq!(m.json()["user"], "alice");
+    assert_eq!(m.json()["auth"], "external_jwt");
+    // A token with a changed signature is refused.
+    let mut bad = id_token.clone().into_bytes();
+    let i = id_token.rfind('.').unwrap() + 20;
+    bad[i] = if bad[i] == b'A' { b'B' } else { b'A' };
+    let bad = String::from_utf8(bad).unwrap();
+    let m = get(
+        &s.w.url("/warden/me"),
+        &[("authorization", &format!("Bearer {bad}"))],
+    )
+    .await;
+    assert_eq!(m.status, 401);
 }

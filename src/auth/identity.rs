@@ -138,7 +138,7 @@ pub enum Refusal {
 
 /// The identity a Bearer token proves: comfy-warden's own token when its key id is one of
 /// ours, else an identity provider's token when one is configured.
-fn bearer_identity(app: &App, snap: &Snapshot, token: &str) -> Option<Identity> {
+async fn bearer_identity(app: &App, snap: &Snapshot, token: &str) -> Option<Identity> {
     if app.keys.is_ours(token) {
         return check_token(&app.keys, &app.sessions, snap, token).map(|(user, claims)| Identity {
             user,
@@ -147,7 +147,13 @@ fn bearer_identity(app: &App, snap: &Snapshot, token: &str) -> Option<Identity> 
         });
     }
     let ext = snap.external_jwt.as_ref()?;
-    let (name, _exp) = super::external::verify(ext, token)?;
+    let keys = match &ext.jwks {
+        Some(k) => k.clone(),
+        None => {
+            super::oidc::keys_for_token(&app.oidc.provider, snap.oidc.as_deref()?, token).await?
+        }
+    };
+    let (name, _exp) = super::external::verify(ext, &keys, token)?;
     let user = super::external::user_for(snap, &name, ext.default.as_ref())?;
     Some(Identity {
         user,
@@ -167,7 +173,7 @@ pub async fn authenticate(
 ) -> Result<Option<Identity>, Refusal> {
     if headers.contains_key(http::header::AUTHORIZATION) {
         if let Some(token) = bearer(headers) {
-            return Ok(bearer_identity(app, snap, token));
+            return Ok(bearer_identity(app, snap, token).await);
         }
         if snap.auth.basic
             && let Some((name, password)) = basic::parse(headers)

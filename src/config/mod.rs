@@ -217,7 +217,7 @@ impl Snapshot {
         v.extend(self.files.roles.clone());
         v.extend(self.files.ip_rules.clone());
         v.extend(self.files.password_hash_files.iter().cloned());
-        v.extend(self.external_jwt.as_ref().map(|e| e.jwks_file.clone()));
+        v.extend(self.external_jwt.as_ref().and_then(|e| e.jwks_file.clone()));
         v.extend(self.oidc.iter().flat_map(|o| o.files()));
         v
     }
@@ -452,6 +452,7 @@ pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
     let oidc = (w.auth.oidc.as_ref())
         .map(|o| oidc::build(o, &dir, &main_path, &wtext, &roles).map(Arc::new))
         .transpose()?;
+    oidc::check_external_jwt(sources.external_jwt.as_ref(), oidc.as_deref(), &main_path)?;
     let namespaces = users.values().map(|u| u.namespace.clone()).collect();
 
     let audit_file = w.log.audit_file.map(|p| resolve(&files.state_dir, &p));

@@ -230,3 +230,23 @@ pub fn build(
         post_logout_redirect_uri: r.post_logout_redirect_uri.clone(),
     })
 }
+
+/// `[auth.external_jwt]` without a `jwks_file` takes the keys of the `[auth.oidc]` provider, so
+/// that must be configured, with the same issuer.
+pub fn check_external_jwt(
+    ext: Option<&super::identity::ExternalJwt>,
+    oidc: Option<&Oidc>,
+    main: &Path,
+) -> Result<(), ConfigError> {
+    match (ext, oidc) {
+        (Some(e), _) if e.jwks.is_some() => Ok(()),
+        (Some(e), Some(o)) if e.issuer.trim_end_matches('/') == o.issuer => Ok(()),
+        (Some(_), _) => Err(ConfigError::at(
+            main,
+            None,
+            Some("auth.external_jwt.jwks_file".into()),
+            "set jwks_file, or configure [auth.oidc] with the same issuer to use its keys",
+        )),
+        (None, _) => Ok(()),
+    }
+}

@@ -217,7 +217,8 @@ pub struct RawTrustedHeader {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawExternalJwt {
-    pub jwks_file: PathBuf,
+    /// The provider's keys; absent: the keys `[auth.oidc]` discovers (same `issuer`).
+    pub jwks_file: Option<PathBuf>,
     pub issuer: String,
     pub audience: String,
     #[serde(default = "default_user_claim")]

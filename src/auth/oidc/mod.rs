@@ -155,3 +155,18 @@ pub fn session_user(snap: &Snapshot, name: &str, groups: &[String]) -> Result<Ar
     };
     Ok(Arc::new(user))
 }
+
+/// The provider's keys for a Bearer token of `[auth.external_jwt]` without a `jwks_file`: the
+/// cached set, fetched again (rate-limited) when it lacks the token's `kid`.
+pub async fn keys_for_token(
+    cache: &provider::ProviderCache,
+    cfg: &OidcConfig,
+    token: &str,
+) -> Option<Arc<jsonwebtoken::jwk::JwkSet>> {
+    let kid = jsonwebtoken::decode_header(token).ok()?.kid;
+    let keys = cache.keys(cfg, false).await.ok()?;
+    match &kid {
+        Some(k) if keys.find(k).is_none() => cache.keys(cfg, true).await.ok(),
+        _ => Some(keys),
+    }
+}
