@@ -250,3 +250,68 @@ pub fn check_external_jwt(
         (None, _) => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct Wrapper {
+        oidc: Spanned<RawOidc>,
+    }
+
+    fn build_text(text: &str) -> Result<Oidc, ConfigError> {
+        let w: Wrapper = toml::from_str(text).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        build(
+            &w.oidc,
+            dir.path(),
+            &dir.path().join("warden.toml"),
+            text,
+            &Roles::default(),
+        )
+    }
+
+    #[test]
+    fn defaults() {
+        let o = build_text("[oidc]\nissuer = \"https://id.example/realm/\"\nclient_id = \"c\"\n")
+            .unwrap();
+        assert_eq!(o.issuer, "https://id.example/realm");
+        assert_eq!(o.user_claim, "preferred_username");
+        assert_eq!(o.scopes, ["openid", "profile"]);
+        assert_eq!(o.client_auth, ClientAuth::Basic);
+        assert_eq!(o.display_name, "single sign-on");
+        assert!(o.client_secret.is_empty() && o.roles_claim.is_none());
+    }
+
+    #[test]
+    fn refusals() {
+        for (text, words) in [
+            (
+                "issuer = \"http://id.example\"\nclient_id = \"c\"",
+                "https://",
+            ),
+            (
+                "issuer = \"https://id.example\"\nclient_id = \"c\"\nrole_map = { g = \"nope\" }",
+                "unknown role \"nope\"",
+            ),
+            (
+                "issuer = \"https://id.example\"\nclient_id = \"c\"\ndefault_roles = [\"nope\"]",
+                "unknown role",
+            ),
+            (
+                "issuer = \"https://id.example\"\nclient_id = \"c\"\ntoken_endpoint_auth = \"private_key_jwt\"",
+                "client_secret_basic or client_secret_post",
+            ),
+            (
+                "issuer = \"https://id.example\"\nclient_id = \"c\"\nclient_secret_file = \"missing\"",
+                "missing",
+            ),
+        ] {
+            let err = build_text(&format!("[oidc]\n{text}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(words), "{text}: {err}");
+        }
+    }
+}

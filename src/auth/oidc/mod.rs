@@ -170,3 +170,43 @@ pub async fn keys_for_token(
         _ => Some(keys),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(v: Value) -> serde_json::Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn groups_and_names() {
+        let text = "[oidc]\nissuer = \"https://id.example\"\nclient_id = \"c\"\nroles_claim = \"groups\"\nrole_map = { admins = \"admin\", users = \"user\" }\n";
+        #[derive(serde::Deserialize)]
+        struct W {
+            oidc: toml::Spanned<crate::config::oidc::RawOidc>,
+        }
+        let w: W = toml::from_str(text).unwrap();
+        let cfg = crate::config::oidc::build(
+            &w.oidc,
+            std::path::Path::new("/"),
+            std::path::Path::new("/warden.toml"),
+            text,
+            &crate::auth::roles::Roles::default(),
+        )
+        .unwrap();
+        let c = claims(serde_json::json!({
+            "preferred_username": "jane",
+            "groups": ["users", "other", "admins", "users", 7],
+        }));
+        assert_eq!(mapped_groups(&cfg, &c), ["admins", "users"]);
+        assert_eq!(user_name(&cfg, &c).unwrap(), "jane");
+        let one = claims(serde_json::json!({"groups": "users", "preferred_username": "../x"}));
+        assert_eq!(mapped_groups(&cfg, &one), ["users"]);
+        assert_eq!(user_name(&cfg, &one), Err(Refusal::InvalidName));
+        assert_eq!(
+            user_name(&cfg, &claims(serde_json::json!({}))),
+            Err(Refusal::InvalidName)
+        );
+    }
+}
