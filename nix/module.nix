@@ -165,6 +165,10 @@ let
     lib.optional (cfg.secretFile != null) "secret:${cfg.secretFile}"
     ++ lib.optional (cfg.tls.certFile != null) "tls-cert.pem:${cfg.tls.certFile}"
     ++ lib.optional (cfg.tls.keyFile != null) "tls-key.pem:${cfg.tls.keyFile}"
+    ++ lib.optional (
+      cfg.oidc.enable && cfg.oidc.clientSecretFile != null
+    ) "oidc-secret:${cfg.oidc.clientSecretFile}"
+    ++ lib.optional (cfg.oidc.enable && cfg.oidc.caFile != null) "oidc-ca.pem:${cfg.oidc.caFile}"
     ++ lib.mapAttrsToList (name: u: "user-${name}:${u.passwordHashFile}") (
       lib.filterAttrs (_: u: u.passwordHashFile != null) cfg.users
     );
@@ -177,6 +181,10 @@ let
     ++ lib.optional (cfg.tls.keyFile != null) {
       name = "tls.keyFile";
       value = cfg.tls.keyFile;
+    }
+    ++ lib.optional (cfg.oidc.enable && cfg.oidc.clientSecretFile != null) {
+      name = "oidc.clientSecretFile";
+      value = cfg.oidc.clientSecretFile;
     }
     ++ lib.mapAttrsToList (name: u: {
       name = "users.${name}.passwordHashFile";
@@ -331,6 +339,74 @@ in
       type = types.listOf types.str;
       default = [ ];
       description = "Addresses or networks the lockout never bans.";
+    };
+
+    oidc = {
+      enable = lib.mkEnableOption "single sign-on through an OpenID Connect provider ([auth.oidc], docs/authentication.md)";
+      issuer = mkOption {
+        type = types.strMatching "https://.*";
+        example = "https://id.example.com/realms/studio";
+        description = "The provider's issuer URL (its discovery document lies under it).";
+      };
+      clientId = mkOption {
+        type = types.str;
+        default = "comfy-warden";
+        description = "The client ID registered at the provider.";
+      };
+      clientSecretFile = mkOption {
+        type = secretPath;
+        default = null;
+        description = ''
+          The client secret, outside the Nix store; handed to the service with LoadCredential=.
+          null: a public client (PKCE only).
+        '';
+      };
+      userClaim = mkOption {
+        type = types.str;
+        default = "preferred_username";
+        description = "The ID token claim that is the comfy-warden user name.";
+      };
+      rolesClaim = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "groups";
+        description = "The ID token claim listing the person's groups.";
+      };
+      roleMap = mkOption {
+        type = types.attrsOf types.str;
+        default = { };
+        example = {
+          comfy-admins = "admin";
+          comfy-users = "user";
+        };
+        description = "Provider group → comfy-warden role.";
+      };
+      defaultRoles = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+        description = "Roles for everyone the provider signs in; [] = mapped groups or listed users only.";
+      };
+      displayName = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        description = "The login button says \"Sign in with <displayName>\".";
+      };
+      scopes = mkOption {
+        type = types.nullOr (types.listOf types.str);
+        default = null;
+        example = [ "profile" "groups" ];
+        description = "Scopes asked for besides openid (null: [ \"profile\" ]).";
+      };
+      caFile = mkOption {
+        type = types.nullOr (types.strMatching "/.*");
+        default = null;
+        description = "A PEM CA trusted besides the system's roots (for a private provider).";
+      };
+      endSessionRedirect = mkOption {
+        type = types.bool;
+        default = false;
+        description = "Sign-out also signs out at the provider (its end_session_endpoint).";
+      };
     };
 
     secretFile = mkOption {
@@ -506,6 +582,23 @@ in
         state_dir = "/var/lib/comfy-warden";
       };
       auth.secret_file = lib.mkIf (cfg.secretFile != null) "${credDir}/secret";
+      auth.oidc = lib.mkIf cfg.oidc.enable (
+        {
+          inherit (cfg.oidc) issuer;
+          client_id = cfg.oidc.clientId;
+          user_claim = cfg.oidc.userClaim;
+          role_map = cfg.oidc.roleMap;
+          default_roles = cfg.oidc.defaultRoles;
+          end_session_redirect = cfg.oidc.endSessionRedirect;
+        }
+        // lib.optionalAttrs (cfg.oidc.clientSecretFile != null) {
+          client_secret_file = "${credDir}/oidc-secret";
+        }
+        // lib.optionalAttrs (cfg.oidc.caFile != null) { ca_file = "${credDir}/oidc-ca.pem"; }
+        // lib.optionalAttrs (cfg.oidc.rolesClaim != null) { roles_claim = cfg.oidc.rolesClaim; }
+        // lib.optionalAttrs (cfg.oidc.displayName != null) { display_name = cfg.oidc.displayName; }
+        // lib.optionalAttrs (cfg.oidc.scopes != null) { inherit (cfg.oidc) scopes; }
+      );
       server.tls = lib.mkIf (cfg.tls.certFile != null) {
         cert = "${credDir}/tls-cert.pem";
         key = "${credDir}/tls-key.pem";

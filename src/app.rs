@@ -31,6 +31,8 @@ pub struct App {
     pub connections: Arc<crate::guard::conns::Connections>,
     /// The first-administrator setup token (`accounts::setup`).
     pub setup: crate::accounts::setup::Setup,
+    /// Single sign-on: sign-ins under way, the provider's discovery document and keys.
+    pub oidc: crate::auth::oidc::Oidc,
     /// Becomes `true` when the daemon starts draining.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -47,6 +49,7 @@ impl App {
             passwords: &self.passwords,
             basic_cache: &self.basic_cache,
             lockout: &self.lockout,
+            oidc: &self.oidc,
         }
     }
 

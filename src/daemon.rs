@@ -112,6 +112,7 @@ async fn serve(snap: Snapshot) -> ExitCode {
         lockout,
         connections: Default::default(),
         setup: Default::default(),
+        oidc: Default::default(),
         shutdown: shutdown_rx,
     });
     app.setup.start(

@@ -504,6 +504,23 @@ let
       })
     ];
 
+    oidc = evaluate [
+      (cfg {
+        settings.upstream.url = "http://127.0.0.1:8188";
+        oidc = {
+          enable = true;
+          issuer = "https://id.example.com/realms/studio";
+          clientSecretFile = "/run/agenix/oidc-secret";
+          rolesClaim = "groups";
+          roleMap = {
+            comfy-admins = "admin";
+            comfy-users = "user";
+          };
+          displayName = "Studio login";
+        };
+      })
+    ];
+
     tls = evaluate [
       (cfg {
         openFirewall = true;
@@ -692,6 +709,11 @@ let
     usersHashFilesAreCredentials =
       builtins.elem "user-alice:/run/keys/alice.phc" s.users.credentials
       && lib.hasInfix ''password_hash_file = "''${CREDENTIALS_DIRECTORY}/user-alice"'' s.users.files."users.toml";
+    oidcSecretIsACredential =
+      builtins.elem "oidc-secret:/run/agenix/oidc-secret" s.oidc.credentials
+      && has "oidc" ''client_secret_file = "''${CREDENTIALS_DIRECTORY}/oidc-secret"''
+      && has "oidc" ''issuer = "https://id.example.com/realms/studio"''
+      && has "oidc" ''roles_claim = "groups"'';
     tlsKeysAreCredentials =
       builtins.elem "tls-key.pem:/var/lib/acme/example/key.pem" s.tls.credentials
       && has "tls" ''key = "''${CREDENTIALS_DIRECTORY}/tls-key.pem"'';

@@ -1,5 +1,5 @@
 //! Identities vouched for by something in front of comfy-warden: an identity provider's JWT
-//! (verified against the configured JWKS: asymmetric algorithms only, `iss`, `aud`, `exp`) or a
+//! (verified against the configured JWKS, or the `[auth.oidc]` provider's discovered keys: asymmetric algorithms only, `iss`, `aud`, `exp`) or a
 //! gateway's header (believed only from the configured networks). The user name taken from the
 //! claim or header is validated like any user name; a name users.toml lists gets that user's
 //! roles (and a disabled user stays out); an unlisted one gets the source's `default_roles`, or
@@ -7,6 +7,7 @@
 use crate::config::identity::{DefaultRoles, ExternalJwt, TrustedHeader};
 use crate::config::{Snapshot, User, valid_name};
 use crate::guard::client_ip::in_nets;
+use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{DecodingKey, Validation};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -38,7 +39,7 @@ pub fn user_for(snap: &Snapshot, name: &str, default: Option<&DefaultRoles>) -> 
 }
 
 /// Verifies an identity provider's token; returns the user name and the expiry.
-pub fn verify(cfg: &ExternalJwt, token: &str) -> Option<(String, u64)> {
+pub fn verify(cfg: &ExternalJwt, jwks: &JwkSet, token: &str) -> Option<(String, u64)> {
     if token.len() > 16 * 1024 {
         return None;
     }
@@ -47,8 +48,8 @@ pub fn verify(cfg: &ExternalJwt, token: &str) -> Option<(String, u64)> {
         return None;
     }
     let jwk = match &header.kid {
-        Some(kid) => cfg.jwks.find(kid)?,
-        None if cfg.jwks.keys.len() == 1 => cfg.jwks.keys.first()?,
+        Some(kid) => jwks.find(kid)?,
+        None if jwks.keys.len() == 1 => jwks.keys.first()?,
         None => return None,
     };
     let key = DecodingKey::from_jwk(jwk).ok()?;

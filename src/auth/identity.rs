@@ -83,11 +83,14 @@ pub fn check_token(
     if sessions.is_revoked(&claims.jti) {
         return None;
     }
-    let user = snap.user(&claims.sub)?;
+    let user = match &claims.oidc {
+        Some(groups) => super::oidc::session_user(snap, &claims.sub, groups).ok()?,
+        None => snap.user(&claims.sub)?.clone(),
+    };
     if user.disabled || user.token_version != claims.ver {
         return None;
     }
-    Some((user.clone(), claims))
+    Some((user, claims))
 }
 
 /// Still valid under the (possibly reloaded) snapshot? Used by long-lived connections.
@@ -104,6 +107,14 @@ pub fn still_valid(id: &Identity, snap: &Snapshot, sessions: &SessionTable) -> b
                 u.permissions == id.user.permissions && u.token_version == id.user.token_version
             })
         });
+    }
+    if let Some(c) = &id.claims
+        && let Some(groups) = &c.oidc
+    {
+        // A single sign-on session: the live configuration must still give the same rights.
+        return !sessions.is_revoked(&c.jti)
+            && super::oidc::session_user(snap, &id.user.name, groups)
+                .is_ok_and(|u| u.permissions == id.user.permissions && u.token_version == c.ver);
     }
     let Some(user) = snap.user(&id.user.name) else {
         return false;
@@ -135,11 +146,13 @@ pub struct Verifiers<'a> {
     pub passwords: &'a Passwords,
     pub basic_cache: &'a BasicCache,
     pub lockout: &'a Lockout,
+    /// The single sign-on provider's discovered keys (Bearer tokens may use them).
+    pub oidc: &'a super::oidc::Oidc,
 }
 
 /// The identity a Bearer token proves: comfy-warden's own token when its key id is one of
 /// ours, else an identity provider's token when one is configured.
-fn bearer_identity(app: Verifiers<'_>, snap: &Snapshot, token: &str) -> Option<Identity> {
+async fn bearer_identity(app: Verifiers<'_>, snap: &Snapshot, token: &str) -> Option<Identity> {
     if app.keys.is_ours(token) {
         return check_token(app.keys, app.sessions, snap, token).map(|(user, claims)| Identity {
             user,
@@ -148,7 +161,13 @@ fn bearer_identity(app: Verifiers<'_>, snap: &Snapshot, token: &str) -> Option<I
         });
     }
     let ext = snap.external_jwt.as_ref()?;
-    let (name, _exp) = super::external::verify(ext, token)?;
+    let keys = match &ext.jwks {
+        Some(k) => k.clone(),
+        None => {
+            super::oidc::keys_for_token(&app.oidc.provider, snap.oidc.as_deref()?, token).await?
+        }
+    };
+    let (name, _exp) = super::external::verify(ext, &keys, token)?;
     let user = super::external::user_for(snap, &name, ext.default.as_ref())?;
     Some(Identity {
         user,
@@ -168,7 +187,7 @@ pub async fn authenticate(
 ) -> Result<Option<Identity>, Refusal> {
     if headers.contains_key(http::header::AUTHORIZATION) {
         if let Some(token) = bearer(headers) {
-            return Ok(bearer_identity(app, snap, token));
+            return Ok(bearer_identity(app, snap, token).await);
         }
         if snap.auth.basic
             && let Some((name, password)) = basic::parse(headers)

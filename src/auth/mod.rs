@@ -5,6 +5,7 @@ pub mod csrf;
 pub mod external;
 pub mod identity;
 pub mod keys;
+pub mod oidc;
 pub mod password;
 pub mod roles;
 pub mod session;

@@ -34,6 +34,10 @@ pub struct Claims {
     pub jti: String,
     pub ver: u64,
     pub typ: TokenKind,
+    /// A single sign-on session: the provider groups `role_map` knew at sign-in
+    /// (`auth::oidc::session_user` turns them into roles on every request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<Vec<String>>,
 }
 
 pub struct Keys {
@@ -87,6 +91,18 @@ impl Keys {
         ttl: Duration,
         typ: TokenKind,
     ) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
+        self.issue_with(user, version, ttl, typ, None)
+    }
+
+    /// [`Keys::issue`] for a single sign-on session (`oidc`: its mapped provider groups).
+    pub fn issue_with(
+        &self,
+        user: &str,
+        version: u64,
+        ttl: Duration,
+        typ: TokenKind,
+        oidc: Option<Vec<String>>,
+    ) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
         let iat = now_secs();
         let claims = Claims {
             iss: ISSUER.into(),
@@ -97,6 +113,7 @@ impl Keys {
             jti: uuid::Uuid::new_v4().simple().to_string(),
             ver: version,
             typ,
+            oidc,
         };
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(self.kid.clone());

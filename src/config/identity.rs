@@ -27,8 +27,9 @@ pub struct TrustedHeader {
 
 #[derive(Debug, Clone)]
 pub struct ExternalJwt {
-    pub jwks_file: PathBuf,
-    pub jwks: JwkSet,
+    pub jwks_file: Option<PathBuf>,
+    /// `None`: the keys of the `[auth.oidc]` provider (same issuer), fetched and cached.
+    pub jwks: Option<std::sync::Arc<JwkSet>>,
     pub issuer: String,
     pub audience: String,
     pub user_claim: String,
@@ -127,31 +128,18 @@ fn external(
     at: usize,
     dir: &Path,
 ) -> Result<ExternalJwt, ConfigError> {
-    let jwks_file = if e.jwks_file.is_absolute() {
-        e.jwks_file.clone()
-    } else {
-        dir.join(&e.jwks_file)
+    let (jwks_file, jwks) = match &e.jwks_file {
+        Some(f) => {
+            let file = if f.is_absolute() {
+                f.clone()
+            } else {
+                dir.join(f)
+            };
+            let jwks = read_jwks(&file)?;
+            (Some(file), Some(std::sync::Arc::new(jwks)))
+        }
+        None => (None, None),
     };
-    let text = std::fs::read_to_string(&jwks_file).map_err(|source| ConfigError::Io {
-        path: jwks_file.clone(),
-        source,
-    })?;
-    let jwks: JwkSet = serde_json::from_str(&text).map_err(|err| {
-        ConfigError::at(
-            &jwks_file,
-            Some(err.line()),
-            None,
-            format!("not a JWKS document: {err}"),
-        )
-    })?;
-    if jwks.keys.is_empty() {
-        return Err(ConfigError::at(
-            &jwks_file,
-            None,
-            None,
-            "the key set is empty",
-        ));
-    }
     let mut algorithms = Vec::new();
     for a in &e.algorithms {
         let alg = match a.get_ref().as_str() {
@@ -183,4 +171,48 @@ fn external(
         algorithms,
         default: ctx.default_roles(&e.default_roles)?,
     })
+}
+
+fn read_jwks(jwks_file: &Path) -> Result<JwkSet, ConfigError> {
+    let text = std::fs::read_to_string(jwks_file).map_err(|source| ConfigError::Io {
+        path: jwks_file.to_path_buf(),
+        source,
+    })?;
+    let jwks: JwkSet = serde_json::from_str(&text).map_err(|err| {
+        ConfigError::at(
+            jwks_file,
+            Some(err.line()),
+            None,
+            format!("not a JWKS document: {err}"),
+        )
+    })?;
+    if jwks.keys.is_empty() {
+        return Err(ConfigError::at(
+            jwks_file,
+            None,
+            None,
+            "the key set is empty",
+        ));
+    }
+    Ok(jwks)
+}
+
+/// `[auth.external_jwt]` without a `jwks_file` takes the keys of the `[auth.oidc]` provider, so
+/// that must be configured, with the same issuer.
+pub fn check_external_jwt(
+    ext: Option<&ExternalJwt>,
+    oidc: Option<&super::oidc::Oidc>,
+    main: &std::path::Path,
+) -> Result<(), ConfigError> {
+    match (ext, oidc) {
+        (Some(e), _) if e.jwks.is_some() => Ok(()),
+        (Some(e), Some(o)) if e.issuer.trim_end_matches('/') == o.issuer => Ok(()),
+        (Some(_), _) => Err(ConfigError::at(
+            main,
+            None,
+            Some("auth.external_jwt.jwks_file".into()),
+            "set jwks_file, or configure [auth.oidc] with the same issuer to use its keys",
+        )),
+        (None, _) => Ok(()),
+    }
 }

@@ -5,8 +5,9 @@ use super::error::ConfigError;
 use super::model::{Auth, Files, Log, MAIN_FILE, Snapshot, Tenancy};
 use super::read::{parse, parse_net, resolve};
 use super::users::{load_roles, load_users_with};
-use super::{endpoints, identity, ip_rules, limits, paths, raw, upstream};
+use super::{endpoints, identity, ip_rules, limits, oidc, paths, raw, upstream};
 use std::path::Path;
+use std::sync::Arc;
 
 /// Loads and validates the configuration directory `dir`.
 pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
@@ -146,6 +147,10 @@ pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
     files.password_hash_files = hash_files;
     let ip_rules = ip_rules::load(files.ip_rules.as_deref())?;
     let sources = identity::build(&w.auth, &dir, &main_path, &wtext, &roles)?;
+    let oidc = (w.auth.oidc.as_ref())
+        .map(|o| oidc::build(o, &dir, &main_path, &wtext, &roles).map(Arc::new))
+        .transpose()?;
+    identity::check_external_jwt(sources.external_jwt.as_ref(), oidc.as_deref(), &main_path)?;
     let namespaces = users.values().map(|u| u.namespace.clone()).collect();
 
     let audit_file = w.log.audit_file.map(|p| resolve(&files.state_dir, &p));
@@ -167,6 +172,7 @@ pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
         ip_rules,
         trusted_header: sources.trusted_header,
         external_jwt: sources.external_jwt,
+        oidc,
         generation: 0,
         namespaces,
     })

@@ -16,6 +16,7 @@ mod ip_rules;
 mod limits;
 mod load;
 pub mod model;
+pub mod oidc;
 pub mod paths;
 pub mod raw;
 mod read;

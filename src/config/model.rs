@@ -187,6 +187,8 @@ pub struct Snapshot {
     pub ip_rules: IpRules,
     pub trusted_header: Option<identity::TrustedHeader>,
     pub external_jwt: Option<identity::ExternalJwt>,
+    /// `[auth.oidc]`: browser sign-in through an OpenID provider.
+    pub oidc: Option<Arc<super::oidc::Oidc>>,
     /// The namespaces of configured users (identities from outside may not take them).
     pub namespaces: std::collections::HashSet<String>,
     /// 0 for the snapshot loaded at start, then one more for each successful reload
@@ -211,7 +213,8 @@ impl Snapshot {
         v.extend(self.files.roles.clone());
         v.extend(self.files.ip_rules.clone());
         v.extend(self.files.password_hash_files.iter().cloned());
-        v.extend(self.external_jwt.as_ref().map(|e| e.jwks_file.clone()));
+        v.extend(self.external_jwt.as_ref().and_then(|e| e.jwks_file.clone()));
+        v.extend(self.oidc.iter().flat_map(|o| o.files()));
         v
     }
 }

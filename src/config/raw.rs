@@ -184,6 +184,8 @@ pub struct RawAuth {
     pub trusted_header: Option<Spanned<RawTrustedHeader>>,
     /// Tokens from an external identity provider, verified against a JWKS file.
     pub external_jwt: Option<Spanned<RawExternalJwt>>,
+    /// Browser sign-in through an OpenID Connect provider (`config/oidc.rs`).
+    pub oidc: Option<Spanned<super::oidc::RawOidc>>,
 }
 
 impl Default for RawAuth {
@@ -197,6 +199,7 @@ impl Default for RawAuth {
             previous_secret_files: Vec::new(),
             trusted_header: None,
             external_jwt: None,
+            oidc: None,
         }
     }
 }
@@ -214,7 +217,8 @@ pub struct RawTrustedHeader {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawExternalJwt {
-    pub jwks_file: PathBuf,
+    /// The provider's keys; absent: the keys `[auth.oidc]` discovers (same `issuer`).
+    pub jwks_file: Option<PathBuf>,
     pub issuer: String,
     pub audience: String,
     #[serde(default = "default_user_claim")]

@@ -72,13 +72,16 @@ async fn route_request(
     match path.as_str() {
         "/login" => {
             return Ok(match method {
-                ref m if own_routes::is_get(m) => own_routes::login_page(&req),
+                ref m if own_routes::is_get(m) => own_routes::login_page(&snap, &req),
                 Method::POST if cross_site(&conn, &snap, &req) => {
                     refuse_cross_site(None, ip, &path)
                 }
                 Method::POST => own_routes::login(&app, &snap, req, ip, conn.tls).await,
                 _ => own_routes::method_not_allowed("GET, HEAD, POST"),
             });
+        }
+        p if super::oidc_routes::owns(p) => {
+            return Ok(super::oidc_routes::handle(&app, &snap, req, ip, conn.tls).await);
         }
         "/warden/health" => return Ok(own_routes::health()),
         super::setup::PATH => return Ok(super::setup::handle(&app, &snap, req, ip).await),

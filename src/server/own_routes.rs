@@ -40,9 +40,10 @@ fn query_param(req: &Request<Incoming>, key: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-pub fn login_page(req: &Request<Incoming>) -> Response<Body> {
+pub fn login_page(snap: &Snapshot, req: &Request<Incoming>) -> Response<Body> {
     let next = safe_next(query_param(req, "next").as_deref());
-    pages::page(StatusCode::OK, pages::login_page(&next, "", None))
+    let html = pages::login_page(&next, "", None);
+    pages::page(StatusCode::OK, add_button(html, snap, &next))
 }
 
 #[derive(Deserialize)]
@@ -240,10 +241,17 @@ pub fn logout(
         tls,
         std::time::Duration::ZERO,
     );
+    let provider_logout = end_session_url(app, &app.config.get(), ident);
     let mut resp = if body::wants_html(req.headers()) || is_form(req) {
-        body::redirect(StatusCode::SEE_OTHER, "/login")
+        body::redirect(
+            StatusCode::SEE_OTHER,
+            provider_logout.as_deref().unwrap_or("/login"),
+        )
     } else {
-        body::json(StatusCode::OK, &serde_json::json!({ "ok": true }))
+        body::json(
+            StatusCode::OK,
+            &serde_json::json!({ "ok": true, "redirect": provider_logout }),
+        )
     };
     resp.headers_mut().append(header::SET_COOKIE, clear);
     resp
@@ -279,4 +287,41 @@ pub fn method_not_allowed(allow: &'static str) -> Response<Body> {
 
 pub fn is_get(m: &Method) -> bool {
     m == Method::GET || m == Method::HEAD
+}
+
+/// Where the single sign-on button starts (`server/oidc_routes.rs` serves it).
+pub const OIDC_START: &str = "/login/oidc";
+
+/// The login page's "Sign in with …" button, when single sign-on is configured.
+pub fn add_button(html: String, snap: &Snapshot, next: &str) -> String {
+    let Some(cfg) = &snap.oidc else {
+        return html;
+    };
+    let next: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
+    let button = format!(
+        "<p class=\"sso\"><a class=\"button\" id=\"sso\" href=\"{OIDC_START}?next={}\">Sign in with {}</a></p>",
+        pages::escape(&next),
+        pages::escape(&cfg.display_name)
+    );
+    html.replacen("<!--sso-->", &button, 1)
+}
+
+/// Where sign-out sends a single sign-on user: the provider's `end_session_endpoint` when
+/// `end_session_redirect` is set and the provider offers one.
+pub fn end_session_url(app: &App, snap: &Snapshot, id: Option<&Identity>) -> Option<String> {
+    let cfg = snap.oidc.as_ref().filter(|c| c.end_session_redirect)?;
+    id?.claims.as_ref()?.oidc.as_ref()?;
+    let endpoint = app
+        .oidc
+        .provider
+        .cached_discovery(cfg)?
+        .end_session_endpoint
+        .clone()?;
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    q.append_pair("client_id", &cfg.client_id);
+    if let Some(u) = &cfg.post_logout_redirect_uri {
+        q.append_pair("post_logout_redirect_uri", u);
+    }
+    let sep = if endpoint.contains('?') { '&' } else { '?' };
+    Some(format!("{endpoint}{sep}{}", q.finish()))
 }

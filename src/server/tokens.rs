@@ -35,7 +35,11 @@ fn may_issue(id: &Identity) -> Result<(), &'static str> {
             "An API token cannot create tokens: sign in, or use your password (HTTP Basic).",
         );
     }
-    if matches!(id.source, Source::External | Source::Header) {
+    // Also single sign-on users users.toml does not list: a token names only the user, and
+    // their roles exist only with the session's groups.
+    if matches!(id.source, Source::External | Source::Header)
+        || matches!(id.user.source, crate::config::UserSource::External)
+    {
         return Err("Tokens are issued to users who sign in to comfy-warden.");
     }
     Ok(())

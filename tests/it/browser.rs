@@ -181,3 +181,72 @@ async fn real_frontend_login_canvas_queue_logout() {
         "comfy-warden's own paths never reach ComfyUI"
     );
 }
+
+/// Single sign-on in the browser: the login page's button, the provider's own sign-in page
+/// (tests/oidc/provider.mjs, scripts/oidc-deps), back to comfy-warden and on to the canvas
+/// (tests/browser/oidc.mjs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_sign_on_reaches_the_canvas() {
+    if ready().is_none() {
+        return;
+    }
+    let d = Double::start_with_frontend(frontend_dir()).await;
+    let port = crate::support::oidc::free_port();
+    let p = crate::support::oidc::Provider::start(port);
+    let ca = p.ca_file.display().to_string();
+    let cfg = TestConfig::new(&d.url())
+        .user(TestUser::new("pat", "pat-pw", &["user"]))
+        .listen(&format!("127.0.0.1:{port}"))
+        .auth(|a| {
+            a.oidc(|o| {
+                o.issuer(&p.issuer)
+                    .client_id("comfy-warden")
+                    .client_secret_file("oidc-secret")
+                    .roles_claim("groups")
+                    .role_map(&[("comfy-users", "user")])
+                    .scopes(&["profile", "groups"])
+                    .ca_file(&ca)
+                    .display_name("Test provider")
+            })
+        });
+    let dir = tempfile::tempdir().unwrap();
+    cfg.write(dir.path());
+    std::fs::write(dir.path().join("oidc-secret"), "test-client-secret").unwrap();
+    let w = Warden::start_in(dir, &[]);
+    let out = tokio::time::timeout(
+        Duration::from_secs(180),
+        tokio::process::Command::new("node")
+            .arg(root().join("tests/browser/oidc.mjs"))
+            .env("WARDEN_URL", w.url(""))
+            .env("PROVIDER_URL", &p.issuer)
+            .env("CHROMIUM", chromium())
+            .env("ARTIFACTS", artifacts())
+            .env("SSO_USER", "alice")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the single sign-on browser test ran for more than 3 minutes")
+    .expect("run node");
+    println!("{}", String::from_utf8_lossy(&out.stdout));
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "the single sign-on browser checks failed ({}); screenshots in {}; daemon log:\n{}",
+        out.status,
+        artifacts().display(),
+        w.log()
+    );
+    for name in ["oidc-login.png", "oidc-provider.png", "oidc-canvas.png"] {
+        let len = std::fs::metadata(artifacts().join(name))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        assert!(len > 1000, "missing screenshot {name}");
+    }
+    assert!(
+        d.received()
+            .iter()
+            .all(|r| r.header("authorization").is_none()),
+        "no token of the provider reaches ComfyUI"
+    );
+}

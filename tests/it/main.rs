@@ -7,6 +7,7 @@ mod support;
 mod admin_setup;
 mod admin_users;
 mod auth_csrf;
+mod auth_oidc;
 mod auth_permissions;
 mod auth_sources;
 mod auth_tokens;

@@ -206,7 +206,9 @@ async function logOut() {
     });
     if (resp.ok || resp.status === 401) {
       leaving = true;
-      location.assign(LOGIN);
+      // After a single sign-on session, the answer may name the provider's sign-out page.
+      const answer = resp.ok ? await resp.json().catch(() => ({})) : {};
+      location.assign(typeof answer.redirect === 'string' ? answer.redirect : LOGIN);
       return;
     }
     notify(`Could not log out (the server answered ${resp.status}). Please try again.`);

@@ -269,6 +269,40 @@ impl Auth {
         edit(&mut self.0, "trusted_header", f);
         self
     }
+
+    /// `[auth.oidc]`.
+    pub fn oidc(mut self, f: impl FnOnce(Oidc) -> Oidc) -> Self {
+        edit(&mut self.0, "oidc", f);
+        self
+    }
+}
+
+section!(
+    /// `[auth.oidc]`.
+    Oidc {
+        issuer: &str,
+        client_id: &str,
+        client_secret_file: &str,
+        roles_claim: &str,
+        scopes: &[&str],
+        ca_file: &str,
+        display_name: &str,
+        default_roles: &[&str],
+        end_session_redirect: bool,
+        token_endpoint_auth: &str,
+    }
+);
+
+impl Oidc {
+    /// `role_map = { group = role, … }`.
+    pub fn role_map(mut self, map: &[(&str, &str)]) -> Self {
+        let table: Table = map
+            .iter()
+            .map(|(g, r)| (g.to_string(), Value::String(r.to_string())))
+            .collect();
+        self.0.insert("role_map".into(), Value::Table(table));
+        self
+    }
 }
 
 section!(

@@ -5,6 +5,7 @@ pub mod config;
 pub mod double;
 pub mod harness;
 pub mod http;
+pub mod oidc;
 pub mod poll;
 pub mod tenants;
 pub mod tls;
