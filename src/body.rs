@@ -1,6 +1,6 @@
 //! The body type used on both sides of the proxy (streamed upstream bodies and small local
 //! answers), a byte-counting limit for streamed client bodies, and helpers for comfy-warden's
-//! own short JSON, HTML and text answers.
+//! own short JSON, HTML and text answers (refusals are rendered by `server::refusal`).
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
@@ -83,11 +83,6 @@ pub fn json_bytes(status: StatusCode, json: impl Into<Bytes>) -> Response<Body> 
     with_type(status, "application/json", json)
 }
 
-/// `{"error": message}` with the given status.
-pub fn error_json(status: StatusCode, message: &str) -> Response<Body> {
-    json(status, &serde_json::json!({ "error": message }))
-}
-
 pub fn html(status: StatusCode, page: impl Into<Bytes>) -> Response<Body> {
     with_type(status, "text/html; charset=utf-8", page)
 }
@@ -120,18 +115,4 @@ pub fn wants_html(headers: &http::HeaderMap) -> bool {
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.split(',').any(|t| t.trim().starts_with("text/html")))
-}
-
-/// An error answer shaped for the client: a short page for browsers, JSON otherwise.
-pub fn error_for(
-    headers: &http::HeaderMap,
-    status: StatusCode,
-    title: &str,
-    message: &str,
-) -> Response<Body> {
-    if wants_html(headers) {
-        html(status, crate::server::pages::message_page(title, message))
-    } else {
-        error_json(status, message)
-    }
 }

@@ -18,5 +18,6 @@ pub mod daemon;
 pub mod guard;
 pub mod ops;
 pub mod proxy;
+pub mod reject;
 pub mod server;
 pub mod tenancy;

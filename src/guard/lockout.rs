@@ -69,9 +69,7 @@ pub struct Locked {
 }
 
 /// The answer to a locked-out sign-in.
-pub fn locked_message(secs: u64) -> String {
-    format!("Too many failed sign-ins. Try again in {secs} seconds.")
-}
+pub use crate::reject::locked_message;
 
 /// Records a failed password of `user` from `client_ip` and logs what it led to (once: when a
 /// counter reaches its threshold, when the address is banned).

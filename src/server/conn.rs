@@ -106,7 +106,9 @@ fn metrics_answer(app: &App, req: &Request<Incoming>) -> Response<Body> {
         return body::text(StatusCode::NOT_FOUND, "only /metrics is served here\n");
     }
     if !super::routes::is_get(req.method()) {
-        return super::routes::method_not_allowed("GET, HEAD");
+        return super::refusal::json(&crate::reject::Reject::MethodNotAllowed {
+            allow: "GET, HEAD",
+        });
     }
     metrics_response(app)
 }

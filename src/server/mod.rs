@@ -2,7 +2,7 @@
 //! that serve connections (`workers`), one connection with TLS (`conn`), the request pipeline (`dispatch`), comfy-warden's own endpoints (`routes`,
 //! `tokens`), administration (`admin`, `admin_users`), the first-administrator setup (`setup`),
 //! freeing ComfyUI's memory after the last sign-out (`free_memory`), the https redirect listener
-//! (`redirect`), pages (`pages`) and the frontend extension comfy-warden adds to ComfyUI
+//! (`redirect`), pages (`pages`), refusals rendered (`refusal`) and the frontend extension comfy-warden adds to ComfyUI
 //! (`extension`).
 pub mod admin;
 pub mod admin_users;
@@ -13,6 +13,7 @@ pub mod free_memory;
 pub mod listen;
 pub mod pages;
 pub mod redirect;
+pub mod refusal;
 pub mod routes;
 pub mod setup;
 pub mod tokens;

@@ -10,6 +10,8 @@ use super::paths::{self, Kind};
 use super::tenant::Tenant;
 use crate::body::{self, Body, BoxError};
 use crate::proxy::forward;
+use crate::proxy::upstream::UpstreamError;
+use crate::reject::Reject;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, StreamBody};
@@ -109,33 +111,32 @@ impl Tenant {
     }
 }
 
-pub async fn view(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
+pub async fn view(ctx: &Ctx<'_>, req: Request<Incoming>) -> Result<Response<Body>, Reject> {
     let params = first_params(req.uri().query());
     let Some(filename) = params.get("filename") else {
-        return body::error_json(StatusCode::BAD_REQUEST, "filename is required");
+        return Err(Reject::BadRequest("filename is required".into()));
     };
     let query = {
         let mut q = form_urlencoded::Serializer::new(String::new());
         if ctx.sees_all() {
             if filename.starts_with("blake3:") {
-                return body::error_json(
-                    StatusCode::BAD_REQUEST,
-                    "content-addressed names are not served",
-                );
+                return Err(Reject::BadRequest(
+                    "content-addressed names are not served".into(),
+                ));
             }
             for (k, v) in &params {
                 q.append_pair(k, v);
             }
         } else {
-            let (kind, up_sub, name) = match ctx.tenant().map_locator(
-                filename,
-                params.get("subfolder").map(String::as_str).unwrap_or(""),
-                Kind::Output,
-                params.get("type").map(String::as_str),
-            ) {
-                Ok(l) => l,
-                Err(m) => return body::error_json(StatusCode::BAD_REQUEST, &m),
-            };
+            let (kind, up_sub, name) = ctx
+                .tenant()
+                .map_locator(
+                    filename,
+                    params.get("subfolder").map(String::as_str).unwrap_or(""),
+                    Kind::Output,
+                    params.get("type").map(String::as_str),
+                )
+                .map_err(|m| Reject::BadRequest(m.into()))?;
             q.append_pair("filename", &name)
                 .append_pair("type", kind.as_str())
                 .append_pair("subfolder", &up_sub);
@@ -155,26 +156,18 @@ pub async fn view(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     };
     let path = format!("{}?{query}", req.uri().path());
     let (mut parts, _) = req.into_parts();
-    if let Err(r) = ctx.upstream_parts(&mut parts, &path) {
-        return *r;
-    }
-    match forward::send(ctx.snap, parts, body::empty()).await {
-        Ok(resp) => {
-            let mut r = forward::stream_back(resp);
-            harden_file_response(&mut r);
-            r
-        }
-        Err(e) => ctx.upstream_failed(&e),
-    }
+    ctx.upstream_parts(&mut parts, &path)?;
+    let mut r = forward::stream_back(forward::send(ctx.snap, parts, body::empty()).await?);
+    harden_file_response(&mut r);
+    Ok(r)
 }
 
 /// `/internal/files/{input|output|temp}`: the caller's own top-level files, newest first.
-pub fn internal_files(ctx: &Ctx<'_>, kind_name: &str) -> Response<Body> {
+pub fn internal_files(ctx: &Ctx<'_>, kind_name: &str) -> Result<Response<Body>, Reject> {
     let Some(kind) = Kind::parse(kind_name) else {
-        return body::error_json(
-            StatusCode::BAD_REQUEST,
-            "type must be input, output or temp",
-        );
+        return Err(Reject::BadRequest(
+            "type must be input, output or temp".into(),
+        ));
     };
     let ledger = &ctx.app.tenancy.ledger;
     let mut names = ledger.files_of(ctx.owner(), kind, &paths::to_upstream(ctx.ns(), kind, ""));
@@ -183,7 +176,7 @@ pub fn internal_files(ctx: &Ctx<'_>, kind_name: &str) -> Response<Body> {
             names.push(n);
         }
     }
-    private_json(StatusCode::OK, &json!(names))
+    Ok(private_json(StatusCode::OK, &json!(names)))
 }
 
 // ---------------------------------------------------------------- uploads
@@ -316,12 +309,9 @@ async fn pump(
 }
 
 /// 413 for an upload over `server.max_upload_bytes`, logged once.
-fn too_large(ctx: &Ctx<'_>, limit: u64) -> Response<Body> {
+fn too_large(ctx: &Ctx<'_>, limit: u64) -> Reject {
     tracing::info!(target: "audit", event = "upload_refused", user = %ctx.owner(), client_ip = %ctx.client_ip, reason = "larger than server.max_upload_bytes", limit, "upload refused");
-    body::error_json(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        &format!("the upload is larger than the limit of {limit} bytes"),
-    )
+    Reject::UploadTooLarge { limit }
 }
 
 /// Does ComfyUI serve this file? (`HEAD /view`, answered like GET.)
@@ -334,10 +324,14 @@ async fn stored_upstream(ctx: &Ctx<'_>, kind: Kind, subfolder: &str, name: &str)
     matches!(ctx.call(http::Method::HEAD, &format!("/view?{q}"), None).await, Ok((s, _, _)) if s.is_success())
 }
 
-pub async fn upload(ctx: &Ctx<'_>, req: Request<Incoming>, mask: bool) -> Response<Body> {
+pub async fn upload(
+    ctx: &Ctx<'_>,
+    req: Request<Incoming>,
+    mask: bool,
+) -> Result<Response<Body>, Reject> {
     let limit = ctx.snap.server.max_upload_bytes;
     if body::content_length(req.headers()).is_some_and(|n| n > limit) {
-        return too_large(ctx, limit);
+        return Err(too_large(ctx, limit));
     }
     let ct = req
         .headers()
@@ -345,7 +339,7 @@ pub async fn upload(ctx: &Ctx<'_>, req: Request<Incoming>, mask: bool) -> Respon
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let Ok(boundary) = multer::parse_boundary(ct) else {
-        return body::error_json(StatusCode::BAD_REQUEST, "send multipart/form-data");
+        return Err(Reject::BadRequest("send multipart/form-data".into()));
     };
     let path = req.uri().path().to_owned();
     let (mut parts, incoming) = req.into_parts();
@@ -382,40 +376,33 @@ pub async fn upload(ctx: &Ctx<'_>, req: Request<Incoming>, mask: bool) -> Respon
     if let Ok(v) = HeaderValue::from_str(&format!("multipart/form-data; boundary={out_boundary}")) {
         parts.headers.insert(header::CONTENT_TYPE, v);
     }
-    if let Err(r) = ctx.upstream_parts(&mut parts, &path) {
-        return *r;
-    }
+    ctx.upstream_parts(&mut parts, &path)?;
     let sent = forward::send(ctx.snap, parts, upstream_body).await;
     let uploaded = match pump_task.await {
         Ok(Ok(u)) => u,
         Ok(Err(_)) if over.load(std::sync::atomic::Ordering::Relaxed) => {
-            return too_large(ctx, limit);
+            return Err(too_large(ctx, limit));
         }
         Ok(Err(reason)) => {
             tracing::info!(target: "audit", event = "upload_refused", user = %ctx.owner(), client_ip = %ctx.client_ip, reason = %reason, "upload refused");
-            return body::error_json(StatusCode::BAD_REQUEST, &reason);
+            return Err(Reject::BadRequest(reason.into()));
         }
         Err(_) => {
-            return body::error_json(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the upload could not be processed",
-            );
+            return Err(Reject::Internal("the upload could not be processed".into()));
         }
     };
-    let resp = match sent {
-        Ok(r) => r,
-        Err(e) => return ctx.upstream_failed(&e),
-    };
-    let (parts, bytes) = match forward::read_body(resp).await {
-        Ok(x) => x,
-        Err(e) => return ctx.upstream_failed(&e),
-    };
+    let (parts, bytes) = forward::read_body(sent?).await?;
+    if parts.status.is_server_error() {
+        return Err(UpstreamError::status(parts.status, &path).into());
+    }
     if !parts.status.is_success() {
+        // ComfyUI's own refusal of the upload (a 400 naming what is missing).
         let mut r = Response::new(body::full(bytes));
         *r.status_mut() = parts.status;
-        return r;
+        return Ok(r);
     }
-    let mut v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let mut v: Value =
+        serde_json::from_slice(&bytes).map_err(|e| UpstreamError::malformed(&path, e))?;
     let name = v
         .get("name")
         .and_then(Value::as_str)
@@ -441,5 +428,5 @@ pub async fn upload(ctx: &Ctx<'_>, req: Request<Incoming>, mask: bool) -> Respon
     {
         m.insert("subfolder".into(), Value::String(client_sub));
     }
-    private_json(StatusCode::OK, &v)
+    Ok(private_json(StatusCode::OK, &v))
 }
