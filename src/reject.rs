@@ -27,6 +27,9 @@ pub enum Reject {
     /// 401: a failed sign-in, whatever the reason (unknown user, disabled, wrong password), so
     /// nothing tells an attacker which names exist.
     LoginFailed,
+    /// 403 before anything else: the client's address is denied or banned. Programs get a
+    /// bare `Forbidden`, browsers a self-contained page; neither says which rule applied.
+    AddressRefused,
     /// 403 for anything this user may not do; the text says why.
     Forbidden(Text),
     /// 403: the user's role lacks this permission (its name).
@@ -83,9 +86,11 @@ impl Reject {
                 StatusCode::BAD_REQUEST
             }
             R::Unauthenticated | R::LoginFailed => StatusCode::UNAUTHORIZED,
-            R::Forbidden(_) | R::MissingPermission(_) | R::CrossSite | R::RouteNotAllowed => {
-                StatusCode::FORBIDDEN
-            }
+            R::AddressRefused
+            | R::Forbidden(_)
+            | R::MissingPermission(_)
+            | R::CrossSite
+            | R::RouteNotAllowed => StatusCode::FORBIDDEN,
             R::NoSuchEndpoint | R::NotFound(_) => StatusCode::NOT_FOUND,
             R::MethodNotAllowed { .. } | R::MethodNotAllowedOnRoute => {
                 StatusCode::METHOD_NOT_ALLOWED
@@ -126,6 +131,7 @@ impl Reject {
             }
             R::CrossSite => "This request came from another site and was refused. Reload ComfyUI and try again.".into(),
             R::RouteNotAllowed => "This ComfyUI route is not available through comfy-warden (an operator can allow it with tenancy.allow_routes).".into(),
+            R::AddressRefused => "This ComfyUI cannot be used from your network address. If you think this is a mistake, ask its administrator.".into(),
             R::NoSuchEndpoint => "no such comfy-warden endpoint".into(),
             R::MethodNotAllowed { .. } => "method not allowed".into(),
             R::MethodNotAllowedOnRoute => "method not allowed on this route".into(),

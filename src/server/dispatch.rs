@@ -58,11 +58,11 @@ async fn route_request(
     let ip = client_ip::resolve(conn.peer, req.headers(), &snap.server.trusted_proxies);
     if !ip_rules::admits(&snap.ip_rules, ip) {
         tracing::info!(target: "audit", event = "ip_denied", client_ip = %ip, "request from a denied address");
-        return Ok(super::pages::address_refused(req.headers()));
+        return Err(Reject::AddressRefused);
     }
     if app.lockout.is_banned(ip) {
         tracing::debug!(client_ip = %ip, "request from a banned address");
-        return Ok(super::pages::address_refused(req.headers()));
+        return Err(Reject::AddressRefused);
     }
     let path = req.uri().path().to_owned();
     let method = req.method().clone();

@@ -1,7 +1,9 @@
 //! The one place a [`Reject`] becomes an answer: `{"error": "…"}` with its status for
 //! programs, or, for a browser asking for a page where the refusal has one (ComfyUI down,
 //! slow, broken, misconfigured), the styled message page. `Retry-After`, `Allow` and
-//! `WWW-Authenticate` come from the refusal itself.
+//! `WWW-Authenticate` come from the refusal itself. A refused address is the one exception to
+//! the JSON shape (`pages::address_refused`: a bare `Forbidden`, or a page with its stylesheet
+//! inline).
 use super::pages;
 use crate::body::{self, Body};
 use crate::reject::Reject;
@@ -9,6 +11,9 @@ use http::{HeaderValue, Response, header};
 
 /// Renders `reject`; `wants_html`: the request asked for a page (`body::wants_html`).
 pub fn render(reject: &Reject, wants_html: bool) -> Response<Body> {
+    if *reject == Reject::AddressRefused {
+        return pages::address_refused(wants_html);
+    }
     let status = reject.status();
     let message = reject.message();
     let mut r = match reject.page_title() {
