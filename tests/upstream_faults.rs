@@ -28,13 +28,14 @@ struct Setup {
 /// alice and bob signed in, bob with a queued prompt, ComfyUI given `response_timeout`.
 async fn start(response_timeout: &str) -> Setup {
     let d = Double::start().await;
-    let cfg = TestConfig::new(
+    let mut cfg = TestConfig::new(
         &d.url(),
         vec![
             TestUser::new("alice", "alice-pw", &["user"]),
             TestUser::new("bob", "bob-pw", &["user"]),
         ],
     );
+    cfg.server_extra = "metrics_listen = \"127.0.0.1:0\"\n".into();
     let dir = tempfile::tempdir().unwrap();
     cfg.write(dir.path());
     let toml = cfg.warden_toml().replace(
@@ -58,6 +59,18 @@ async fn start(response_timeout: &str) -> Setup {
 }
 
 impl Setup {
+    /// `comfy_warden_upstream_errors_total{result="…"}`.
+    async fn upstream_errors(&self, result: &str) -> u64 {
+        let addr = self.w.log_addr("serving metrics on ");
+        let m = http::get(&format!("http://{addr}/metrics"), &[])
+            .await
+            .text();
+        let series = format!("comfy_warden_upstream_errors_total{{result=\"{result}\"}} ");
+        m.lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .map_or(0, |n| n.trim().parse().unwrap())
+    }
+
     async fn get(&self, path: &str) -> Resp {
         http::get(&self.w.url(path), &[("cookie", &self.alice)]).await
     }
@@ -107,6 +120,7 @@ const FILTERED: &[(&str, &str, &str)] = &[
 #[tokio::test]
 async fn server_errors_are_a_502_naming_status_and_route() {
     let s = start("20s").await;
+    assert_eq!(s.upstream_errors("status").await, 0);
     for (path, upstream, route) in FILTERED {
         s.d.set_fault("GET", upstream, Fault::Status(500), &s.leak);
         let r = s.get_until(path, 502).await;
@@ -173,6 +187,7 @@ async fn server_errors_are_a_502_naming_status_and_route() {
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(s.get("/warden/health").await.status, 200);
+    assert!(s.upstream_errors("status").await >= FILTERED.len() as u64 + 3);
 }
 
 #[tokio::test]
@@ -205,6 +220,7 @@ async fn malformed_json_is_a_502_that_passes_nothing_on() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
+    assert!(s.upstream_errors("malformed").await >= FILTERED.len() as u64 + 1);
 }
 
 #[tokio::test]

@@ -53,6 +53,13 @@ impl UpstreamError {
 impl From<UpstreamError> for Reject {
     fn from(e: UpstreamError) -> Reject {
         tracing::warn!(error = %e, "upstream call failed");
+        // Unreachable and timeout were counted where they happened (`send`).
+        let metrics = crate::ops::metrics::global();
+        match e {
+            UpstreamError::Status { .. } => metrics.upstream_error("status"),
+            UpstreamError::Malformed { .. } => metrics.upstream_error("malformed"),
+            _ => {}
+        }
         match e {
             UpstreamError::Unreachable(_) => Reject::UpstreamUnreachable,
             UpstreamError::Timeout(_) => Reject::UpstreamTimeout,
