@@ -7,7 +7,7 @@
 //! work on ComfyUI's real paths.
 use super::ctx::{Ctx, private_json};
 use super::paths::{self, Kind};
-use super::tenant::Tenant;
+use super::tenant::{Tenant, bad};
 use crate::body::{self, Body, BoxError};
 use crate::proxy::forward;
 use crate::proxy::upstream::UpstreamError;
@@ -77,29 +77,29 @@ fn first_params(query: Option<&str>) -> std::collections::HashMap<String, String
 
 impl Tenant {
     /// Upload targets: input or temp (and output for `view_all`).
-    fn upload_kind(&self, t: Option<&str>) -> Result<Kind, String> {
+    fn upload_kind(&self, t: Option<&str>) -> Result<Kind, Reject> {
         match t.unwrap_or("input") {
             "input" => Ok(Kind::Input),
             "temp" => Ok(Kind::Temp),
             "output" if self.sees_all => Ok(Kind::Output),
-            "output" => {
-                Err("uploads go to input or temp; outputs come only from your prompts".into())
-            }
-            other => Err(format!("type must be input or temp, not {other:?}")),
+            "output" => Err(Reject::BadRequest(
+                "uploads go to input or temp; outputs come only from your prompts".into(),
+            )),
+            other => Err(bad(format!("type must be input or temp, not {other:?}"))),
         }
     }
 
     /// The mask editor's `original_ref` `{filename, subfolder, type}`, mapped like `/view`.
-    fn map_original_ref(&self, raw: &str) -> Result<String, String> {
+    fn map_original_ref(&self, raw: &str) -> Result<String, Reject> {
         let v: Value =
-            serde_json::from_str(raw).map_err(|_| "original_ref must be JSON".to_string())?;
+            serde_json::from_str(raw).map_err(|_| bad("original_ref must be JSON".into()))?;
         if self.sees_all {
             return Ok(v.to_string());
         }
         let filename = v
             .get("filename")
             .and_then(Value::as_str)
-            .ok_or("original_ref needs a filename")?;
+            .ok_or_else(|| bad("original_ref needs a filename".into()))?;
         let subfolder = v.get("subfolder").and_then(Value::as_str).unwrap_or("");
         let (kind, up_sub, name) = self.map_locator(
             filename,
@@ -128,15 +128,12 @@ pub async fn view(ctx: &Ctx<'_>, req: Request<Incoming>) -> Result<Response<Body
                 q.append_pair(k, v);
             }
         } else {
-            let (kind, up_sub, name) = ctx
-                .tenant()
-                .map_locator(
-                    filename,
-                    params.get("subfolder").map(String::as_str).unwrap_or(""),
-                    Kind::Output,
-                    params.get("type").map(String::as_str),
-                )
-                .map_err(|m| Reject::BadRequest(m.into()))?;
+            let (kind, up_sub, name) = ctx.tenant().map_locator(
+                filename,
+                params.get("subfolder").map(String::as_str).unwrap_or(""),
+                Kind::Output,
+                params.get("type").map(String::as_str),
+            )?;
             q.append_pair("filename", &name)
                 .append_pair("type", kind.as_str())
                 .append_pair("subfolder", &up_sub);
@@ -195,12 +192,12 @@ struct Uploaded {
     kind: Kind,
 }
 
-fn upload_name(raw: &str) -> Result<String, String> {
+fn upload_name(raw: &str) -> Result<String, Reject> {
     let base = raw.rsplit(['/', '\\']).next().unwrap_or("");
     if base.contains('"') {
-        return Err("the file name may not contain quotes".into());
+        return Err(bad("the file name may not contain quotes".into()));
     }
-    paths::clean_name(base).map_err(|e| format!("file name: {e}"))
+    paths::clean_name(base).map_err(|e| bad(format!("file name: {e}")))
 }
 
 fn field_part(boundary: &str, name: &str, value: &str) -> Bytes {
@@ -211,10 +208,12 @@ fn field_part(boundary: &str, name: &str, value: &str) -> Bytes {
 
 type Tx = tokio::sync::mpsc::Sender<Result<Frame<Bytes>, BoxError>>;
 
-async fn emit(tx: &Tx, b: Bytes) -> Result<(), String> {
+/// Fails when ComfyUI stopped reading the upload (it answered, or the connection broke): the
+/// request's own answer then says what ComfyUI did.
+async fn emit(tx: &Tx, b: Bytes) -> Result<(), Reject> {
     tx.send(Ok(Frame::data(b)))
         .await
-        .map_err(|_| "ComfyUI stopped reading the upload".to_string())
+        .map_err(|_| Reject::UpstreamUnreachable)
 }
 
 /// Reads the client's multipart stream and writes the rebuilt one into `tx`: the file part as
@@ -225,14 +224,14 @@ async fn pump(
     boundary: &str,
     tenant: &Tenant,
     mask: bool,
-) -> Result<Uploaded, String> {
+) -> Result<Uploaded, Reject> {
     let mut fields = Fields::default();
     let mut image = false;
     loop {
         let mut field = match mp.next_field().await {
             Ok(Some(f)) => f,
             Ok(None) => break,
-            Err(e) => return Err(format!("the upload is not valid multipart data: {e}")),
+            Err(e) => return Err(bad(format!("the upload is not valid multipart data: {e}"))),
         };
         let name = field.name().unwrap_or("").to_owned();
         if name == "image" && field.file_name().is_some() && !image {
@@ -254,7 +253,7 @@ async fn pump(
                 match field.chunk().await {
                     Ok(Some(c)) => emit(tx, c).await?,
                     Ok(None) => break,
-                    Err(e) => return Err(format!("the upload broke off: {e}")),
+                    Err(e) => return Err(bad(format!("the upload broke off: {e}"))),
                 }
             }
             emit(tx, Bytes::from_static(b"\r\n")).await?;
@@ -273,17 +272,19 @@ async fn pump(
         let text = field
             .text()
             .await
-            .map_err(|e| format!("field {name}: {e}"))?;
+            .map_err(|e| bad(format!("field {name}: {e}")))?;
         if slot.is_none() {
             *slot = Some(text);
         }
     }
     if !image {
-        return Err("no image was uploaded (a file in the field \"image\")".into());
+        return Err(bad(
+            "no image was uploaded (a file in the field \"image\")".into()
+        ));
     }
     let kind = tenant.upload_kind(fields.kind.as_deref())?;
     let sub = paths::clean(fields.subfolder.as_deref().unwrap_or(""))
-        .map_err(|e| format!("subfolder: {e}"))?;
+        .map_err(|e| bad(format!("subfolder: {e}")))?;
     let up_sub = if tenant.sees_all {
         sub
     } else {
@@ -297,7 +298,7 @@ async fn pump(
     if mask {
         let r = fields
             .original_ref
-            .ok_or_else(|| "original_ref is required for a mask".to_string())?;
+            .ok_or_else(|| bad("original_ref is required for a mask".into()))?;
         emit(
             tx,
             field_part(boundary, "original_ref", &tenant.map_original_ref(&r)?),
@@ -367,7 +368,7 @@ pub async fn upload(
         let r = pump(mp, &tx, &boundary_for_pump, &tenant, mask).await;
         if let Err(m) = &r {
             // Abort the upstream body so ComfyUI stores nothing.
-            let _ = tx.send(Err(m.clone().into())).await;
+            let _ = tx.send(Err(m.message().into_owned().into())).await;
         }
         r
     });
@@ -383,9 +384,13 @@ pub async fn upload(
         Ok(Err(_)) if over.load(std::sync::atomic::Ordering::Relaxed) => {
             return Err(too_large(ctx, limit));
         }
+        // ComfyUI stopped reading: its answer (or the failed send) says why.
+        Ok(Err(Reject::UpstreamUnreachable)) => {
+            return Err(UpstreamError::status(sent?.status(), &path).into());
+        }
         Ok(Err(reason)) => {
-            tracing::info!(target: "audit", event = "upload_refused", user = %ctx.owner(), client_ip = %ctx.client_ip, reason = %reason, "upload refused");
-            return Err(Reject::BadRequest(reason.into()));
+            tracing::info!(target: "audit", event = "upload_refused", user = %ctx.owner(), client_ip = %ctx.client_ip, reason = %reason.message(), "upload refused");
+            return Err(reason);
         }
         Err(_) => {
             return Err(Reject::Internal("the upload could not be processed".into()));
