@@ -68,9 +68,6 @@ pub struct Locked {
     pub retry_at: u64,
 }
 
-/// The answer to a locked-out sign-in.
-pub use crate::reject::locked_message;
-
 /// Records a failed password of `user` from `client_ip` and logs what it led to (once: when a
 /// counter reaches its threshold, when the address is banned).
 pub fn record_failure(
