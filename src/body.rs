@@ -1,6 +1,6 @@
 //! The body type used on both sides of the proxy (streamed upstream bodies and small local
 //! answers), a byte-counting limit for streamed client bodies, and helpers for comfy-warden's
-//! own short JSON, HTML and text answers.
+//! own short JSON, HTML and text answers (refusals are rendered by `server::refusal`).
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
@@ -83,11 +83,6 @@ pub fn json_bytes(status: StatusCode, json: impl Into<Bytes>) -> Response<Body> 
     with_type(status, "application/json", json)
 }
 
-/// `{"error": message}` with the given status.
-pub fn error_json(status: StatusCode, message: &str) -> Response<Body> {
-    json(status, &serde_json::json!({ "error": message }))
-}
-
 pub fn html(status: StatusCode, page: impl Into<Bytes>) -> Response<Body> {
     with_type(status, "text/html; charset=utf-8", page)
 }
@@ -127,7 +122,7 @@ pub fn wants_html(headers: &http::HeaderMap) -> bool {
 pub async fn read_small_body(
     req: http::Request<hyper::body::Incoming>,
     limit: u64,
-) -> Result<(http::request::Parts, bytes::Bytes), Response<Body>> {
+) -> Result<(http::request::Parts, bytes::Bytes), crate::reject::Reject> {
     let (parts, incoming) = req.into_parts();
     if let Some(len) = parts
         .headers
@@ -136,19 +131,13 @@ pub async fn read_small_body(
         .and_then(|v| v.parse::<u64>().ok())
         && len > limit
     {
-        return Err(error_json(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "the request body is too large",
-        ));
+        return Err(crate::reject::Reject::BodyTooLarge);
     }
     match http_body_util::Limited::new(incoming, limit as usize)
         .collect()
         .await
     {
         Ok(c) => Ok((parts, c.to_bytes())),
-        Err(_) => Err(error_json(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "the request body is too large",
-        )),
+        Err(_) => Err(crate::reject::Reject::BodyTooLarge),
     }
 }

@@ -25,6 +25,7 @@ pub mod guard;
 pub mod ops;
 pub mod pages;
 pub mod proxy;
+pub mod reject;
 pub mod sched;
 pub mod server;
 pub mod shutdown;

@@ -124,20 +124,6 @@ pub fn message_page_with(title: &str, message: &str, link: Option<(&str, &str)>)
     )
 }
 
-/// An error answer shaped for the client: a short page for browsers, JSON otherwise.
-pub fn error_for(
-    headers: &http::HeaderMap,
-    status: StatusCode,
-    title: &str,
-    message: &str,
-) -> Response<Body> {
-    if body::wants_html(headers) {
-        body::html(status, message_page(title, message))
-    } else {
-        body::error_json(status, message)
-    }
-}
-
 /// A page answer with the strict CSP and anti-framing headers.
 pub fn page(status: StatusCode, html: String) -> Response<Body> {
     let mut r = body::html(status, html);

@@ -111,6 +111,21 @@ impl Refused {
     }
 }
 
+/// The refusal an HTTP caller gets (admin API, setup page): the status of [`Refused::status`]
+/// with the words of its `Display`.
+impl From<&Refused> for crate::reject::Reject {
+    fn from(e: &Refused) -> Self {
+        use crate::reject::Reject;
+        let words = e.to_string().into();
+        match e.status() {
+            http::StatusCode::NOT_FOUND => Reject::NotFound(words),
+            http::StatusCode::BAD_REQUEST => Reject::BadRequest(words),
+            http::StatusCode::CONFLICT => Reject::Conflict(words),
+            _ => Reject::Internal(words),
+        }
+    }
+}
+
 /// What a successful change left: the users of both files as the next reload will load them.
 pub struct Applied {
     pub file: PathBuf,

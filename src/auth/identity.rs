@@ -13,6 +13,7 @@ use super::password::Passwords;
 use super::session::{COOKIE_PLAIN, COOKIE_TLS, Claims, Keys, SessionTable};
 use crate::config::{Snapshot, User};
 use crate::guard::lockout::Lockout;
+use crate::reject::Reject;
 use http::HeaderMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -128,16 +129,6 @@ pub fn still_valid(id: &Identity, snap: &Snapshot, sessions: &SessionTable) -> b
     }
 }
 
-/// Why a request could not be authenticated although it carried a credential.
-#[derive(Debug)]
-pub enum Refusal {
-    /// Password checks are saturated; answer 429.
-    Busy,
-    /// Too many failed passwords for this user from this address: 429, retry after so many
-    /// seconds. Nothing was hashed.
-    Locked(u64),
-}
-
 /// What checking a credential needs of the running daemon (borrowed from it by the caller).
 #[derive(Clone, Copy)]
 pub struct Verifiers<'a> {
@@ -184,7 +175,7 @@ pub async fn authenticate(
     tls: bool,
     peer: IpAddr,
     client_ip: IpAddr,
-) -> Result<Option<Identity>, Refusal> {
+) -> Result<Option<Identity>, Reject> {
     if headers.contains_key(http::header::AUTHORIZATION) {
         if let Some(token) = bearer(headers) {
             return Ok(bearer_identity(app, snap, token).await);
@@ -228,7 +219,7 @@ async fn basic_identity(
     name: &str,
     password: &str,
     client_ip: IpAddr,
-) -> Result<Option<Identity>, Refusal> {
+) -> Result<Option<Identity>, Reject> {
     let user = snap.user(name).cloned();
     let stored: Option<String> = user.as_ref().and_then(|u| u.password_hash.clone());
     if let (Some(u), Some(phc)) = (&user, stored.as_deref())
@@ -243,14 +234,14 @@ async fn basic_identity(
     }
     if let Some(wait) = app.lockout.check(&snap.lockout, name, client_ip) {
         tracing::debug!(client_ip = %client_ip, wait, "HTTP Basic refused: locked out");
-        return Err(Refusal::Locked(wait));
+        return Err(Reject::Locked { retry_after: wait });
     }
     let ok = password.len() <= super::password::MAX_LEN
         && app
             .passwords
             .verify(stored.as_deref(), password)
             .await
-            .map_err(|_| Refusal::Busy)?;
+            .map_err(|_| Reject::Busy)?;
     match user {
         Some(u) if ok && !u.disabled => {
             if let Some(phc) = stored.as_deref() {

@@ -61,11 +61,6 @@ pub struct Locked {
     pub retry_at: u64,
 }
 
-/// The answer to a locked-out sign-in.
-pub fn locked_message(secs: u64) -> String {
-    format!("Too many failed sign-ins. Try again in {secs} seconds.")
-}
-
 /// Records a failed password of `user` from `client_ip` and logs what it led to (once: when a
 /// counter reaches its threshold, when the address is banned).
 pub fn record_failure(

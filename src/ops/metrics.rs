@@ -97,7 +97,7 @@ impl Metrics {
         let upstream_errors = Family::<ResultLabel, Counter>::default();
         r.register(
             "upstream_errors",
-            "ComfyUI requests that failed (unreachable or timeout)",
+            "ComfyUI requests that failed (unreachable, timeout, status: a non-2xx answer to comfy-warden's own call, malformed: an answer it could not read)",
             upstream_errors.clone(),
         );
         let logins = Family::<ResultLabel, Counter>::default();

@@ -6,7 +6,9 @@
 use super::{CSS, message_page_with};
 use crate::body::{self, Body};
 use base64::Engine;
-use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+#[cfg(test)]
+use http::StatusCode;
+use http::{HeaderValue, Response, header};
 use sha2::{Digest, Sha256};
 use std::sync::OnceLock;
 
@@ -22,17 +24,16 @@ fn csp() -> &'static str {
     })
 }
 
-pub fn address_refused(headers: &HeaderMap) -> Response<Body> {
-    if !body::wants_html(headers) {
-        return body::text(StatusCode::FORBIDDEN, "Forbidden\n");
+/// The answer to [`Reject::AddressRefused`](crate::reject::Reject::AddressRefused) (rendered
+/// by `server::refusal`); `wants_html`: the client asked for a page.
+pub fn address_refused(wants_html: bool) -> Response<Body> {
+    let reject = crate::reject::Reject::AddressRefused;
+    if !wants_html {
+        return body::text(reject.status(), "Forbidden\n");
     }
-    let html = message_page_with(
-        "Access not allowed",
-        "This ComfyUI cannot be used from your network address. If you think this is a mistake, ask its administrator.",
-        None,
-    )
-    .replace(LINKS, &format!("<style>{CSS}</style>"));
-    let mut r = body::html(StatusCode::FORBIDDEN, html);
+    let html = message_page_with("Access not allowed", &reject.message(), None)
+        .replace(LINKS, &format!("<style>{CSS}</style>"));
+    let mut r = body::html(reject.status(), html);
     let h = r.headers_mut();
     if let Ok(v) = HeaderValue::from_str(csp()) {
         h.insert(header::CONTENT_SECURITY_POLICY, v);
@@ -52,12 +53,10 @@ mod tests {
 
     #[tokio::test]
     async fn programs_get_a_bare_403_browsers_a_styled_page() {
-        let mut h = HeaderMap::new();
-        let r = address_refused(&h);
+        let r = address_refused(false);
         assert_eq!(r.status(), StatusCode::FORBIDDEN);
         assert!(r.headers().get(header::CONTENT_SECURITY_POLICY).is_none());
-        h.insert(header::ACCEPT, HeaderValue::from_static("text/html,*/*"));
-        let r = address_refused(&h);
+        let r = address_refused(true);
         assert_eq!(r.status(), StatusCode::FORBIDDEN);
         let csp = r.headers()[header::CONTENT_SECURITY_POLICY]
             .to_str()

@@ -1,10 +1,12 @@
 //! Forwards requests to ComfyUI. Bodies are never buffered here: the client's body goes up as
 //! it arrives and ComfyUI's comes down the same way. Tenancy handlers use the same pieces to
-//! forward a rewritten request, or to make their own small JSON calls (`call`).
+//! forward a rewritten request, or to make their own small JSON calls (`call`). Failures are
+//! `Reject`s (502/504 saying what happened), rendered by the server.
 use super::headers::{self, Forwarding};
 use super::upstream::{self, UpstreamError};
 use crate::body::{self, Body};
 use crate::config::Snapshot;
+use crate::reject::Reject;
 use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
@@ -85,8 +87,7 @@ pub async fn forward(
     client_ip: IpAddr,
     tls: bool,
     comfy_user: Option<&HeaderValue>,
-) -> Response<Body> {
-    let wants_html = body::wants_html(req.headers());
+) -> Result<Response<Body>, Reject> {
     let (mut parts, incoming) = req.into_parts();
     let pq = parts
         .uri
@@ -94,16 +95,11 @@ pub async fn forward(
         .map(|p| p.as_str())
         .unwrap_or("/")
         .to_owned();
-    if upstream_parts(snap, &mut parts, &pq, client_ip, tls, comfy_user).is_err() {
-        return body::error_json(StatusCode::BAD_REQUEST, "the request path is not valid");
-    }
-    match send(snap, parts, body::stream(incoming)).await {
-        Ok(resp) => stream_back(resp),
-        Err(e) => {
-            tracing::warn!(error = %e, "upstream request failed");
-            unreachable_answer(wants_html, &e)
-        }
-    }
+    upstream_parts(snap, &mut parts, &pq, client_ip, tls, comfy_user)
+        .map_err(|_| Reject::InvalidPath)?;
+    Ok(stream_back(
+        send(snap, parts, body::stream(incoming)).await?,
+    ))
 }
 
 /// Reads a whole (bounded) upstream body.
@@ -149,26 +145,4 @@ pub async fn call(
     let resp = upstream::send(req, &snap.upstream).await?;
     let (parts, bytes) = read_body(resp).await?;
     Ok((parts.status, parts.headers, bytes))
-}
-
-/// 502 (or 504 on timeout) with a short page or JSON saying ComfyUI cannot be reached.
-pub fn unreachable_answer(wants_html: bool, e: &UpstreamError) -> Response<Body> {
-    let status = match e {
-        UpstreamError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-        UpstreamError::Unreachable(_) => StatusCode::BAD_GATEWAY,
-    };
-    let message = match status {
-        StatusCode::GATEWAY_TIMEOUT => "ComfyUI did not answer in time. Please try again.",
-        _ => {
-            "ComfyUI is unreachable right now. It may be starting or restarting; please try again shortly."
-        }
-    };
-    if wants_html {
-        body::html(
-            status,
-            crate::pages::message_page("ComfyUI is unavailable", message),
-        )
-    } else {
-        body::error_json(status, message)
-    }
 }

@@ -6,6 +6,7 @@
 //! threads (a shared pool hands connections between workers, and every response then costs
 //! a cross-thread wake-up).
 use crate::body::Body;
+use crate::reject::Reject;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
@@ -14,12 +15,97 @@ use hyper_util::rt::TokioExecutor;
 use std::cell::RefCell;
 use std::time::Duration;
 
+/// What went wrong talking to ComfyUI. The detail is for the log; the user reads the
+/// [`Reject`] it becomes, which says which of these happened and nothing more.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     #[error("ComfyUI is unreachable: {0}")]
     Unreachable(String),
     #[error("ComfyUI did not answer within {0:?}")]
     Timeout(Duration),
+    /// A non-2xx answer to a call comfy-warden made itself (`route`: see [`route_class`]).
+    #[error("ComfyUI answered {status} to {route}")]
+    Status { status: u16, route: &'static str },
+    /// An answer comfy-warden must read (to filter it) that it cannot read.
+    #[error("ComfyUI's answer to {route} could not be read: {detail}")]
+    Malformed { route: &'static str, detail: String },
+}
+
+impl UpstreamError {
+    /// A non-2xx `status` from `path`.
+    pub fn status(status: http::StatusCode, path: &str) -> UpstreamError {
+        UpstreamError::Status {
+            status: status.as_u16(),
+            route: route_class(path),
+        }
+    }
+
+    /// An unreadable answer from `path`.
+    pub fn malformed(path: &str, detail: impl std::fmt::Display) -> UpstreamError {
+        UpstreamError::Malformed {
+            route: route_class(path),
+            detail: detail.to_string(),
+        }
+    }
+}
+
+/// The refusal a client gets; the detail is logged here (warn), once per failed request.
+impl From<UpstreamError> for Reject {
+    fn from(e: UpstreamError) -> Reject {
+        tracing::warn!(error = %e, "upstream call failed");
+        // Unreachable and timeout were counted where they happened (`send`).
+        let metrics = crate::ops::metrics::global();
+        match e {
+            UpstreamError::Status { .. } => metrics.upstream_error("status"),
+            UpstreamError::Malformed { .. } => metrics.upstream_error("malformed"),
+            _ => {}
+        }
+        match e {
+            UpstreamError::Unreachable(_) => Reject::UpstreamUnreachable,
+            UpstreamError::Timeout(_) => Reject::UpstreamTimeout,
+            UpstreamError::Status { status, route } => Reject::UpstreamStatus {
+                status,
+                route: route.into(),
+            },
+            UpstreamError::Malformed { route, .. } => Reject::UpstreamMalformed {
+                route: route.into(),
+            },
+        }
+    }
+}
+
+/// The ComfyUI route a path belongs to, for messages and logs: its first segment (without
+/// `/api`) when it is one of ComfyUI's, so no user's id, file name or query is ever named.
+pub fn route_class(path: &str) -> &'static str {
+    let path = path.split('?').next().unwrap_or("");
+    let path = path.strip_prefix("/api").unwrap_or(path);
+    let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
+    const ROUTES: &[&str] = &[
+        "/prompt",
+        "/queue",
+        "/history",
+        "/interrupt",
+        "/free",
+        "/object_info",
+        "/view",
+        "/view_metadata",
+        "/upload",
+        "/userdata",
+        "/users",
+        "/settings",
+        "/system_stats",
+        "/extensions",
+        "/embeddings",
+        "/models",
+        "/experiment",
+        "/internal",
+        "/features",
+    ];
+    ROUTES
+        .iter()
+        .find(|r| r.strip_prefix('/') == Some(first))
+        .copied()
+        .unwrap_or("a ComfyUI route")
 }
 
 type Pool = Client<HttpConnector, Body>;
@@ -86,4 +172,48 @@ fn build(connect_timeout: Duration) -> Pool {
         .pool_idle_timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(64)
         .build(connector)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_classes_name_no_user_data() {
+        assert_eq!(route_class("/api/queue"), "/queue");
+        assert_eq!(route_class("/history/8d5e-secret-id"), "/history");
+        assert_eq!(route_class("/object_info/KSampler"), "/object_info");
+        assert_eq!(route_class("/view?filename=alice.png"), "/view");
+        assert_eq!(route_class("/alice-private/x"), "a ComfyUI route");
+        assert_eq!(route_class(""), "a ComfyUI route");
+    }
+
+    #[test]
+    fn each_failure_becomes_its_own_refusal() {
+        let r = |e| Reject::from(e);
+        assert_eq!(
+            r(UpstreamError::Unreachable("refused".into())),
+            Reject::UpstreamUnreachable
+        );
+        assert_eq!(
+            r(UpstreamError::Timeout(Duration::from_secs(1))),
+            Reject::UpstreamTimeout
+        );
+        assert_eq!(
+            r(UpstreamError::status(
+                http::StatusCode::INTERNAL_SERVER_ERROR,
+                "/history/abc"
+            )),
+            Reject::UpstreamStatus {
+                status: 500,
+                route: "/history".into()
+            }
+        );
+        assert_eq!(
+            r(UpstreamError::malformed("/queue", "expected value")),
+            Reject::UpstreamMalformed {
+                route: "/queue".into()
+            }
+        );
+    }
 }

@@ -8,6 +8,7 @@ use crate::auth::roles::Permission;
 use crate::body::{self, Body};
 use crate::config::Snapshot;
 use crate::guard::subject::Subject;
+use crate::reject::Reject;
 use http::{Method, Response, StatusCode};
 use std::net::IpAddr;
 
@@ -24,47 +25,41 @@ pub fn handle(
     method: &Method,
     path: &str,
     client_ip: IpAddr,
-) -> Response<Body> {
-    if let Some(refused) = require_admin(id, path, client_ip) {
-        return refused;
-    }
+) -> Result<Response<Body>, Reject> {
+    require_admin(id, path, client_ip)?;
     if path == GUARD {
         if !super::own_routes::is_get(method) {
-            return super::own_routes::method_not_allowed("GET, HEAD");
+            return Err(Reject::MethodNotAllowed { allow: "GET, HEAD" });
         }
-        return guard(app, snap);
+        return Ok(guard(app, snap));
     }
     if let Some(raw) = path.strip_prefix(BANS) {
         if method != Method::DELETE {
-            return super::own_routes::method_not_allowed("DELETE");
+            return Err(Reject::MethodNotAllowed { allow: "DELETE" });
         }
         let decoded = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
         let Some(subject) = Subject::parse(&decoded) else {
-            return body::error_json(
-                StatusCode::BAD_REQUEST,
-                "give an IP address (or an IPv6 /64)",
-            );
+            return Err(Reject::BadRequest(
+                "give an IP address (or an IPv6 /64)".into(),
+            ));
         };
         let lifted = app.lockout.unban(subject);
         tracing::info!(target: "audit", event = "ip_unbanned", user = %id.user.name, client_ip = %client_ip, banned_ip = %subject, lifted, reason = "admin endpoint", "ban lifted by an administrator");
-        return body::json(
+        return Ok(body::json(
             StatusCode::OK,
             &serde_json::json!({ "ip": subject.to_string(), "lifted": lifted }),
-        );
+        ));
     }
-    body::error_json(StatusCode::NOT_FOUND, "no such comfy-warden endpoint")
+    Err(Reject::NoSuchEndpoint)
 }
 
-/// `None` when `id` has the `admin` permission, else the 403 answer (audited).
-pub fn require_admin(id: &Identity, path: &str, client_ip: IpAddr) -> Option<Response<Body>> {
+/// `Ok` when `id` has the `admin` permission, else the 403 refusal (audited).
+pub fn require_admin(id: &Identity, path: &str, client_ip: IpAddr) -> Result<(), Reject> {
     if id.user.can(Permission::Admin) {
-        return None;
+        return Ok(());
     }
     tracing::info!(target: "audit", event = "route_denied", user = %id.user.name, client_ip = %client_ip, route = %path, reason = "admin permission missing", "permission missing");
-    Some(body::error_json(
-        StatusCode::FORBIDDEN,
-        "Your role does not allow this (it needs the \"admin\" permission).",
-    ))
+    Err(Reject::MissingPermission(Permission::Admin.name()))
 }
 
 fn guard(app: &App, snap: &Snapshot) -> Response<Body> {

@@ -12,6 +12,7 @@ use crate::auth::identity::Identity;
 use crate::body::read_small_body;
 use crate::body::{self, Body};
 use crate::config::{Snapshot, User, UserSource};
+use crate::reject::Reject;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::Deserialize;
@@ -35,23 +36,23 @@ pub async fn handle(
     id: &Identity,
     req: Request<Incoming>,
     client_ip: IpAddr,
-) -> Response<Body> {
+) -> Result<Response<Body>, Reject> {
     let path = req.uri().path().to_owned();
-    if let Some(denied) = super::admin::require_admin(id, &path, client_ip) {
-        return denied;
-    }
+    super::admin::require_admin(id, &path, client_ip)?;
     let method = req.method().clone();
     if path == SESSIONS {
         if !own_routes::is_get(&method) {
-            return own_routes::method_not_allowed("GET, HEAD");
+            return Err(Reject::MethodNotAllowed { allow: "GET, HEAD" });
         }
-        return sessions(app);
+        return Ok(sessions(app));
     }
     if path == USERS {
         return match method {
-            ref m if own_routes::is_get(m) => list(app, snap),
+            ref m if own_routes::is_get(m) => Ok(list(app, snap)),
             Method::POST => add(app, snap, id, req, client_ip).await,
-            _ => own_routes::method_not_allowed("GET, HEAD, POST"),
+            _ => Err(Reject::MethodNotAllowed {
+                allow: "GET, HEAD, POST",
+            }),
         };
     }
     let raw = path.strip_prefix(USER_PREFIX).unwrap_or_default();
@@ -59,19 +60,24 @@ pub async fn handle(
         .decode_utf8_lossy()
         .into_owned();
     if name.is_empty() || name.contains('/') {
-        return body::error_json(StatusCode::NOT_FOUND, "no such comfy-warden endpoint");
+        return Err(Reject::NoSuchEndpoint);
     }
     match method {
         ref m if own_routes::is_get(m) => match snap.user(&name) {
-            Some(u) => body::json(StatusCode::OK, &user_json(snap, u, &session_counts(app))),
-            None => refused(&Refused::NotFound(name)),
+            Some(u) => Ok(body::json(
+                StatusCode::OK,
+                &user_json(snap, u, &session_counts(app)),
+            )),
+            None => Err((&Refused::NotFound(name)).into()),
         },
         Method::PATCH => edit(app, snap, id, &name, req, client_ip).await,
         Method::DELETE => {
             let change = Change::Remove { name };
             write(app, snap, id, change, client_ip, StatusCode::OK).await
         }
-        _ => own_routes::method_not_allowed("GET, HEAD, PATCH, DELETE"),
+        _ => Err(Reject::MethodNotAllowed {
+            allow: "GET, HEAD, PATCH, DELETE",
+        }),
     }
 }
 
@@ -132,27 +138,22 @@ fn sessions(app: &App) -> Response<Body> {
     )
 }
 
-fn refused(e: &Refused) -> Response<Body> {
-    body::error_json(e.status(), &e.to_string())
-}
-
 /// Reads a JSON body (other content types are refused, which also keeps plain HTML forms of
 /// other sites out).
 async fn json_body<T: serde::de::DeserializeOwned>(
     snap: &Snapshot,
     req: Request<Incoming>,
     shape: &str,
-) -> Result<T, Response<Body>> {
+) -> Result<T, Reject> {
     let is_json = crate::body::content_type(req.headers()).starts_with("application/json");
     if !is_json {
-        return Err(body::error_json(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            &format!("send JSON {shape}"),
+        return Err(Reject::UnsupportedMediaType(
+            format!("send JSON {shape}").into(),
         ));
     }
     let (_, bytes) = read_small_body(req, snap.server.max_own_body).await?;
     serde_json::from_slice(&bytes)
-        .map_err(|e| body::error_json(StatusCode::BAD_REQUEST, &format!("send JSON {shape}: {e}")))
+        .map_err(|e| Reject::BadRequest(format!("send JSON {shape}: {e}").into()))
 }
 
 #[derive(Deserialize)]
@@ -191,19 +192,12 @@ async fn add(
     id: &Identity,
     req: Request<Incoming>,
     client_ip: IpAddr,
-) -> Response<Body> {
-    let b: AddBody =
-        match json_body(snap, req, "{\"username\", \"password\", \"roles\": [...]}").await {
-            Ok(b) => b,
-            Err(r) => return r,
-        };
+) -> Result<Response<Body>, Reject> {
+    let b: AddBody = json_body(snap, req, "{\"username\", \"password\", \"roles\": [...]}").await?;
     if snap.files.users_writable.is_none() {
-        return refused(&Refused::NotConfigured);
+        return Err((&Refused::NotConfigured).into());
     }
-    let password_hash = match hash(app, b.password).await {
-        Ok(h) => h,
-        Err(e) => return refused(&e),
-    };
+    let password_hash = hash(app, b.password).await.map_err(|e| Reject::from(&e))?;
     let change = Change::Add {
         name: b.username,
         password_hash,
@@ -219,24 +213,17 @@ async fn edit(
     name: &str,
     req: Request<Incoming>,
     client_ip: IpAddr,
-) -> Response<Body> {
-    let b: PatchBody = match json_body(
+) -> Result<Response<Body>, Reject> {
+    let b: PatchBody = json_body(
         snap,
         req,
         "{\"roles\"?, \"disabled\"?, \"password\"?, \"revoke\"?: true}",
     )
-    .await
-    {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    .await?;
     if snap.files.users_writable.is_none() {
-        return refused(&Refused::NotConfigured);
+        return Err((&Refused::NotConfigured).into());
     }
-    let password_hash = match hash(app, b.password).await {
-        Ok(h) => h,
-        Err(e) => return refused(&e),
-    };
+    let password_hash = hash(app, b.password).await.map_err(|e| Reject::from(&e))?;
     let edit = Edit {
         roles: b.roles,
         disabled: b.disabled,
@@ -258,7 +245,7 @@ async fn write(
     change: Change,
     client_ip: IpAddr,
     ok: StatusCode,
-) -> Response<Body> {
+) -> Result<Response<Body>, Reject> {
     let files = snap.files.clone();
     let c = change.clone();
     let result = tokio::task::spawn_blocking(move || change::apply(&files, &c, true))
@@ -269,7 +256,7 @@ async fn write(
         Ok(a) => a,
         Err(e) => {
             tracing::info!(target: "audit", event = "user_change_refused", user = %id.user.name, client_ip = %client_ip, target_user = %name, reason = %e, "user change refused");
-            return refused(&e);
+            return Err((&e).into());
         }
     };
     let (event, what) = match &change {
@@ -291,7 +278,7 @@ async fn write(
             applied.file.display()
         ));
     }
-    body::json(ok, &answer)
+    Ok(body::json(ok, &answer))
 }
 
 /// What an edit changed, for the audit log (never the password).

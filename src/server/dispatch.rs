@@ -7,8 +7,9 @@ use crate::app::App;
 use crate::auth::identity;
 use crate::body::{self, Body};
 use crate::guard::{client_ip, ip_rules};
+use crate::reject::Reject;
 use crate::tenancy::http::websocket;
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -27,7 +28,11 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let route = crate::ops::metrics::route_class(req.uri().path());
-    let Ok(mut resp) = route_request(app.clone(), conn, req).await;
+    let wants_html = body::wants_html(req.headers());
+    let mut resp = match route_request(app.clone(), conn, req).await {
+        Ok(resp) => resp,
+        Err(reject) => super::refusal::render(&reject, wants_html),
+    };
     crate::ops::metrics::global().request(route, resp.status().as_u16());
     if conn.tls
         && let Some(hsts) = app
@@ -48,52 +53,51 @@ async fn route_request(
     app: Arc<App>,
     conn: Conn,
     req: Request<Incoming>,
-) -> Result<Response<Body>, Infallible> {
+) -> Result<Response<Body>, Reject> {
     let snap = app.config.get();
     let ip = client_ip::resolve(conn.peer, req.headers(), &snap.server.trusted_proxies);
     if !ip_rules::admits(&snap.ip_rules, ip) {
         tracing::info!(target: "audit", event = "ip_denied", client_ip = %ip, "request from a denied address");
-        return Ok(crate::pages::refused::address_refused(req.headers()));
+        return Err(Reject::AddressRefused);
     }
     if app.lockout.is_banned(ip) {
         tracing::debug!(client_ip = %ip, "request from a banned address");
-        return Ok(crate::pages::refused::address_refused(req.headers()));
+        return Err(Reject::AddressRefused);
     }
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     if crate::tenancy::paths::is_ambiguous_request_path(&path) {
-        return Ok(body::error_json(
-            StatusCode::BAD_REQUEST,
-            "the request path contains '.', '..' or empty segments",
-        ));
+        return Err(Reject::AmbiguousPath);
     }
 
     // comfy-warden's own routes that need no identity.
     match path.as_str() {
         "/login" => {
-            return Ok(match method {
-                ref m if own_routes::is_get(m) => own_routes::login_page(&snap, &req),
+            return match method {
+                ref m if own_routes::is_get(m) => Ok(own_routes::login_page(&snap, &req)),
                 Method::POST if cross_site(&conn, &snap, &req) => {
-                    refuse_cross_site(None, ip, &path)
+                    Err(refuse_cross_site(None, ip, &path))
                 }
                 Method::POST => own_routes::login(&app, &snap, req, ip, conn.tls).await,
-                _ => own_routes::method_not_allowed("GET, HEAD, POST"),
-            });
+                _ => Err(Reject::MethodNotAllowed {
+                    allow: "GET, HEAD, POST",
+                }),
+            };
         }
         p if super::oidc_routes::owns(p) => {
             return Ok(super::oidc_routes::handle(&app, &snap, req, ip, conn.tls).await);
         }
         "/warden/health" => return Ok(own_routes::health()),
-        super::setup::PATH => return Ok(super::setup::handle(&app, &snap, req, ip).await),
+        super::setup::PATH => return super::setup::handle(&app, &snap, req, ip).await,
         "/warden/assets/warden.css" => return Ok(crate::pages::stylesheet()),
         "/warden/assets/favicon.svg" => return Ok(crate::pages::favicon()),
         super::extension::SCRIPT_PATH => {
-            return Ok(super::extension::script(&method, req.headers()));
+            return super::extension::script(&method, req.headers());
         }
         _ => {}
     }
 
-    let ident = match identity::authenticate(
+    let ident = identity::authenticate(
         app.verifiers(),
         &snap,
         req.headers(),
@@ -101,108 +105,76 @@ async fn route_request(
         conn.peer.ip(),
         ip,
     )
-    .await
-    {
-        Ok(i) => i,
-        Err(identity::Refusal::Locked(wait)) => {
-            let mut r = body::error_json(
-                StatusCode::TOO_MANY_REQUESTS,
-                &crate::guard::lockout::locked_message(wait),
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(wait));
-            return Ok(r);
-        }
-        Err(identity::Refusal::Busy) => {
-            let mut r = body::error_json(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many sign-in attempts are being checked; try again shortly",
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return Ok(r);
-        }
-    };
+    .await?;
 
     if let Some(id) = &ident
         && id.source == identity::Source::Cookie
         && cross_site(&conn, &snap, &req)
     {
-        return Ok(refuse_cross_site(Some(&id.user.name), ip, &path));
+        return Err(refuse_cross_site(Some(&id.user.name), ip, &path));
     }
 
     match path.as_str() {
         "/logout" => {
-            return Ok(if method == Method::POST {
-                own_routes::logout(&app, ident.as_ref(), &req, ip, conn.tls)
+            return if method == Method::POST {
+                Ok(own_routes::logout(&app, ident.as_ref(), &req, ip, conn.tls))
             } else {
-                own_routes::method_not_allowed("POST")
-            });
+                Err(Reject::MethodNotAllowed { allow: "POST" })
+            };
         }
         "/warden/me" => {
-            return Ok(match &ident {
-                Some(id) => own_routes::me(id),
+            return match &ident {
+                Some(id) => Ok(own_routes::me(id)),
                 None => unauthenticated(&req),
-            });
+            };
         }
         "/warden/metrics" => {
-            return Ok(match &ident {
+            return match &ident {
                 Some(id) => super::admin::require_admin(id, &path, ip)
-                    .unwrap_or_else(|| super::exposition::metrics_response(&app)),
+                    .map(|()| super::exposition::metrics_response(&app)),
                 None => unauthenticated(&req),
-            });
+            };
         }
         p if super::admin_users::owns(p) => {
-            return Ok(match ident {
+            return match ident {
                 Some(id) => super::admin_users::handle(&app, &snap, &id, req, ip).await,
                 None => unauthenticated(&req),
-            });
+            };
         }
         p if p.starts_with(super::admin::PREFIX) => {
-            return Ok(match &ident {
+            return match &ident {
                 Some(id) => super::admin::handle(&app, &snap, id, &method, p, ip),
                 None => unauthenticated(&req),
-            });
+            };
         }
         "/warden/token" | "/warden/tokens" => {}
         p if p.starts_with("/warden/tokens/") => {}
-        p if p.starts_with("/warden/") => {
-            return Ok(body::error_json(
-                StatusCode::NOT_FOUND,
-                "no such comfy-warden endpoint",
-            ));
-        }
+        p if p.starts_with("/warden/") => return Err(Reject::NoSuchEndpoint),
         _ => {}
     }
 
     let Some(ident) = ident else {
-        return Ok(unauthenticated(&req));
+        return unauthenticated(&req);
     };
     let req = if path.starts_with("/warden/token") {
         match super::tokens::route(&app, &snap, &ident, req, ip).await {
-            Ok(resp) => return Ok(resp),
+            Ok(answer) => return answer,
             Err(req) => req,
         }
     } else {
         req
     };
     if path.starts_with("/warden/") {
-        return Ok(body::error_json(
-            StatusCode::NOT_FOUND,
-            "no such comfy-warden endpoint",
-        ));
+        return Err(Reject::NoSuchEndpoint);
     }
 
     if websocket::is_websocket_upgrade(&req) {
         if path == "/ws" || path == "/api/ws" {
-            return Ok(websocket::relay(app.clone(), &snap, ident, req, ip, conn.tls).await);
+            return websocket::relay(app.clone(), &snap, ident, req, ip, conn.tls).await;
         }
-        return Ok(body::error_json(
-            StatusCode::NOT_FOUND,
-            "no WebSocket endpoint here",
-        ));
+        return Err(Reject::NotFound("no WebSocket endpoint here".into()));
     }
-    Ok(crate::tenancy::http::handle::handle(&app, &snap, &ident, req, ip, conn.tls).await)
+    crate::tenancy::http::handle::handle(&app, &snap, &ident, req, ip, conn.tls).await
 }
 
 /// Is this a cross-site request a browser made on someone else's behalf (see `auth::csrf`)?
@@ -229,17 +201,14 @@ fn cross_site(conn: &Conn, snap: &crate::config::Snapshot, req: &Request<Incomin
     )
 }
 
-fn refuse_cross_site(user: Option<&str>, ip: std::net::IpAddr, path: &str) -> Response<Body> {
+fn refuse_cross_site(user: Option<&str>, ip: std::net::IpAddr, path: &str) -> Reject {
     tracing::warn!(target: "audit", event = "csrf_refused", user = user.unwrap_or("-"), client_ip = %ip, route = %path, reason = "cross-site request", "cross-site request refused");
-    body::error_json(
-        StatusCode::FORBIDDEN,
-        "This request came from another site and was refused. Reload ComfyUI and try again.",
-    )
+    Reject::CrossSite
 }
 
 /// Browser navigations go to the login page (coming back here afterwards); anything else gets
 /// a 401 JSON answer.
-fn unauthenticated(req: &Request<Incoming>) -> Response<Body> {
+fn unauthenticated(req: &Request<Incoming>) -> Result<Response<Body>, Reject> {
     if own_routes::is_get(req.method()) && body::wants_html(req.headers()) {
         let target = req
             .uri()
@@ -248,15 +217,10 @@ fn unauthenticated(req: &Request<Incoming>) -> Response<Body> {
             .unwrap_or("/");
         let next = own_routes::safe_next(Some(target));
         let encoded: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
-        return body::redirect(StatusCode::FOUND, &format!("/login?next={encoded}"));
+        return Ok(body::redirect(
+            StatusCode::FOUND,
+            &format!("/login?next={encoded}"),
+        ));
     }
-    let mut r = body::error_json(
-        StatusCode::UNAUTHORIZED,
-        "authentication required: sign in at /login or send a token",
-    );
-    r.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer realm=\"comfy-warden\""),
-    );
-    r
+    Err(Reject::Unauthenticated)
 }

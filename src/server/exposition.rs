@@ -11,7 +11,9 @@ pub fn metrics_listener(app: &App, req: &Request<Incoming>) -> Response<Body> {
         return body::text(StatusCode::NOT_FOUND, "only /metrics is served here\n");
     }
     if !super::own_routes::is_get(req.method()) {
-        return super::own_routes::method_not_allowed("GET, HEAD");
+        return super::refusal::json(&crate::reject::Reject::MethodNotAllowed {
+            allow: "GET, HEAD",
+        });
     }
     metrics_response(app)
 }

@@ -23,9 +23,12 @@ fn etag() -> &'static str {
 
 /// `GET`/`HEAD` of the script: `no-cache` plus an ETag, so a new daemon's script is picked up
 /// at the next page load while an unchanged one costs a 304.
-pub fn script(method: &Method, headers: &HeaderMap) -> Response<Body> {
+pub fn script(
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Response<Body>, crate::reject::Reject> {
     if !super::own_routes::is_get(method) {
-        return super::own_routes::method_not_allowed("GET, HEAD");
+        return Err(crate::reject::Reject::MethodNotAllowed { allow: "GET, HEAD" });
     }
     let tag = etag();
     let fresh = headers
@@ -52,7 +55,7 @@ pub fn script(method: &Method, headers: &HeaderMap) -> Response<Body> {
     if let Ok(v) = HeaderValue::from_str(tag) {
         h.insert(header::ETAG, v);
     }
-    r
+    Ok(r)
 }
 
 /// ComfyUI's `/extensions` answer (a JSON list of script URLs) with comfy-warden's script
@@ -98,14 +101,17 @@ mod tests {
     #[test]
     fn revalidation() {
         let mut h = HeaderMap::new();
-        let r = script(&Method::GET, &h);
+        let r = script(&Method::GET, &h).unwrap();
         assert_eq!(r.status(), StatusCode::OK);
         let tag = r.headers().get(header::ETAG).unwrap().clone();
         h.insert(header::IF_NONE_MATCH, tag);
-        assert_eq!(script(&Method::GET, &h).status(), StatusCode::NOT_MODIFIED);
         assert_eq!(
-            script(&Method::POST, &HeaderMap::new()).status(),
-            StatusCode::METHOD_NOT_ALLOWED
+            script(&Method::GET, &h).unwrap().status(),
+            StatusCode::NOT_MODIFIED
+        );
+        assert_eq!(
+            script(&Method::POST, &HeaderMap::new()).unwrap_err(),
+            crate::reject::Reject::MethodNotAllowed { allow: "GET, HEAD" }
         );
     }
 }

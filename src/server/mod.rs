@@ -3,9 +3,10 @@
 //! (`dispatch`), comfy-warden's own endpoints (`own_routes`, `tokens`), single sign-on
 //! (`oidc_routes`), administration (`admin`, `admin_users`), the first-administrator setup
 //! (`setup`), the metrics answers (`exposition`), freeing ComfyUI's memory after the last
-//! sign-out (`free_memory`), the https redirect listener (`redirect`) and the frontend extension
-//! comfy-warden adds to ComfyUI (`extension`). The pages themselves are rendered by
-//! `crate::pages`; ComfyUI's routes are handled by `crate::tenancy::http`.
+//! sign-out (`free_memory`), the https redirect listener (`redirect`), refusals rendered
+//! (`refusal`) and the frontend extension comfy-warden adds to ComfyUI (`extension`). The pages
+//! themselves are rendered by `crate::pages`; ComfyUI's routes are handled by
+//! `crate::tenancy::http`.
 pub mod admin;
 pub mod admin_users;
 pub mod conn;
@@ -17,6 +18,7 @@ pub mod listen;
 pub mod oidc_routes;
 pub mod own_routes;
 pub mod redirect;
+pub mod refusal;
 pub mod setup;
 pub mod tokens;
 pub mod workers;

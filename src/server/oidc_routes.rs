@@ -15,6 +15,7 @@ use crate::body::{self, Body};
 use crate::config::Snapshot;
 use crate::config::oidc::Oidc as OidcConfig;
 use crate::pages;
+use crate::reject::Reject;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use std::net::IpAddr;
@@ -45,10 +46,10 @@ pub async fn handle(
     tls: bool,
 ) -> Response<Body> {
     if !super::own_routes::is_get(req.method()) {
-        return super::own_routes::method_not_allowed("GET, HEAD");
+        return super::refusal::json(&Reject::MethodNotAllowed { allow: "GET, HEAD" });
     }
     let Some(cfg) = snap.oidc.clone() else {
-        return body::error_json(StatusCode::NOT_FOUND, "single sign-on is not configured");
+        return super::refusal::json(&Reject::NotFound("single sign-on is not configured".into()));
     };
     if req.uri().path() == START {
         start(app, &cfg, &req, ip, tls).await
@@ -134,7 +135,7 @@ async fn start(
         Err(e) => return unreachable(cfg, ip, &e),
     };
     let Some(redirect) = redirect_uri(cfg, req, tls) else {
-        return body::error_json(StatusCode::BAD_REQUEST, "the request has no usable Host");
+        return super::refusal::json(&Reject::BadRequest("the request has no usable Host".into()));
     };
     let Some(flow) = app.oidc.flows.start(next, redirect.clone()) else {
         let mut r = message(

@@ -7,14 +7,14 @@ use crate::body::read_small_body;
 use crate::body::{self, Body};
 use crate::config::Snapshot;
 use crate::pages;
+use crate::reject::Reject;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use serde::Deserialize;
 use std::net::IpAddr;
 
-/// The one answer for every failed sign-in, whatever the reason (unknown user, disabled user,
-/// wrong password): nothing here tells an attacker which names exist.
-pub const LOGIN_FAILED: &str = "Invalid user name or password.";
+/// The one answer for every failed sign-in (see [`Reject::LoginFailed`]).
+pub use crate::reject::LOGIN_FAILED;
 
 /// Keeps only same-site relative paths (`/x?y`), so `next` cannot send anyone elsewhere.
 pub fn safe_next(next: Option<&str>) -> String {
@@ -83,44 +83,45 @@ pub async fn login(
     req: Request<Incoming>,
     client_ip: IpAddr,
     tls: bool,
-) -> Response<Body> {
+) -> Result<Response<Body>, Reject> {
     let content_type = crate::body::content_type(req.headers());
     let format = if content_type.starts_with("application/json") {
         Format::Json
     } else if content_type.starts_with("application/x-www-form-urlencoded") {
         Format::Form
     } else {
-        return body::error_json(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "send JSON {\"username\", \"password\"} or a form",
-        );
+        return Err(Reject::UnsupportedMediaType(
+            "send JSON {\"username\", \"password\"} or a form".into(),
+        ));
     };
-    let (_, bytes) = match read_small_body(req, snap.server.max_own_body).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    let (_, bytes) = read_small_body(req, snap.server.max_own_body).await?;
     let parsed: Option<LoginForm> = match format {
         Format::Json => serde_json::from_slice(&bytes).ok(),
         Format::Form => serde_urlencoded_form(&bytes),
     };
     let Some(form) = parsed else {
-        return body::error_json(StatusCode::BAD_REQUEST, "send a username and a password");
+        return Err(Reject::BadRequest("send a username and a password".into()));
     };
     let next = safe_next(form.next.as_deref());
+    // A refused sign-in: JSON callers get the refusal, the form comes back with its words.
+    let refuse = |reject: Reject| match format {
+        Format::Json => Err(reject),
+        Format::Form => {
+            let mut r = pages::page(
+                reject.status(),
+                pages::login_page(&next, "", Some(&reject.message())),
+            );
+            if let Some(secs) = reject.retry_after() {
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            Ok(r)
+        }
+    };
     // The lockout is decided before anything is hashed.
     if let Some(wait) = app.lockout.check(&snap.lockout, &form.username, client_ip) {
         tracing::debug!(client_ip = %client_ip, wait, "sign-in refused: locked out");
-        let message = crate::guard::lockout::locked_message(wait);
-        let mut r = match format {
-            Format::Json => body::error_json(StatusCode::TOO_MANY_REQUESTS, &message),
-            Format::Form => pages::page(
-                StatusCode::TOO_MANY_REQUESTS,
-                pages::login_page(&next, "", Some(&message)),
-            ),
-        };
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(wait));
-        return r;
+        return refuse(Reject::Locked { retry_after: wait });
     }
     let user = snap.user(&form.username).cloned();
     let stored = user.as_ref().and_then(|u| u.password_hash.as_deref());
@@ -131,18 +132,7 @@ pub async fn login(
     };
     let ok = match verified {
         Ok(ok) => ok,
-        Err(busy) => {
-            let mut r = match format {
-                Format::Json => body::error_json(StatusCode::TOO_MANY_REQUESTS, &busy.to_string()),
-                Format::Form => pages::page(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    pages::login_page(&next, "", Some(&busy.to_string())),
-                ),
-            };
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return r;
-        }
+        Err(crate::auth::password::Busy) => return refuse(Reject::Busy),
     };
     let user = match user {
         Some(u) if ok && !u.disabled => u,
@@ -151,13 +141,7 @@ pub async fn login(
             let known = snap.user(&form.username).map(|u| &*u.name);
             tracing::warn!(target: "audit", event = "login_failed", user = known, client_ip = %client_ip, route = "/login", reason = "invalid credentials", "failed sign-in");
             crate::guard::lockout::record_failure(&app.lockout, snap, &form.username, client_ip);
-            return match format {
-                Format::Json => body::error_json(StatusCode::UNAUTHORIZED, LOGIN_FAILED),
-                Format::Form => pages::page(
-                    StatusCode::UNAUTHORIZED,
-                    pages::login_page(&next, "", Some(LOGIN_FAILED)),
-                ),
-            };
+            return refuse(Reject::LoginFailed);
         }
     };
     app.lockout.success(&user.name, client_ip);
@@ -170,10 +154,7 @@ pub async fn login(
         Ok(t) => t,
         Err(e) => {
             tracing::error!(error = %e, "cannot sign a session");
-            return body::error_json(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "cannot create a session right now",
-            );
+            return Err(Reject::Internal("cannot create a session right now".into()));
         }
     };
     app.sessions.started(&claims);
@@ -197,7 +178,7 @@ pub async fn login(
         Format::Form => body::redirect(StatusCode::SEE_OTHER, &next),
     };
     resp.headers_mut().append(header::SET_COOKIE, cookie);
-    resp
+    Ok(resp)
 }
 
 fn serde_urlencoded_form(bytes: &[u8]) -> Option<LoginForm> {
@@ -276,13 +257,6 @@ pub fn me(id: &Identity) -> Response<Body> {
 
 pub fn health() -> Response<Body> {
     body::text(StatusCode::OK, "ok\n")
-}
-
-pub fn method_not_allowed(allow: &'static str) -> Response<Body> {
-    let mut r = body::error_json(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-    r.headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static(allow));
-    r
 }
 
 pub fn is_get(m: &Method) -> bool {

@@ -12,6 +12,7 @@ use crate::body::read_small_body;
 use crate::body::{self, Body};
 use crate::config::Snapshot;
 use crate::pages;
+use crate::reject::Reject;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::Deserialize;
@@ -29,11 +30,13 @@ pub async fn handle(
     snap: &Snapshot,
     req: Request<Incoming>,
     client_ip: IpAddr,
-) -> Response<Body> {
+) -> Result<Response<Body>, Reject> {
     match req.method() {
-        m if own_routes::is_get(m) => get(app, snap, &req),
+        m if own_routes::is_get(m) => Ok(get(app, snap, &req)),
         &Method::POST => post(app, snap, req, client_ip).await,
-        _ => own_routes::method_not_allowed("GET, HEAD, POST"),
+        _ => Err(Reject::MethodNotAllowed {
+            allow: "GET, HEAD, POST",
+        }),
     }
 }
 
@@ -121,57 +124,50 @@ async fn post(
     snap: &Snapshot,
     req: Request<Incoming>,
     client_ip: IpAddr,
-) -> Response<Body> {
+) -> Result<Response<Body>, Reject> {
     let content_type = crate::body::content_type(req.headers());
     let json = content_type.starts_with("application/json");
     if !json && !content_type.starts_with("application/x-www-form-urlencoded") {
-        return body::error_json(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "send JSON {\"token\", \"username\", \"password\"} or the form",
-        );
+        return Err(Reject::UnsupportedMediaType(
+            "send JSON {\"token\", \"username\", \"password\"} or the form".into(),
+        ));
     }
-    let (_, bytes) = match read_small_body(req, snap.server.max_own_body).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    let (_, bytes) = read_small_body(req, snap.server.max_own_body).await?;
     let form = if json {
-        match serde_json::from_slice::<SetupForm>(&bytes) {
-            Ok(f) => f,
-            Err(_) => {
-                return body::error_json(
-                    StatusCode::BAD_REQUEST,
-                    "send JSON {\"token\", \"username\", \"password\"}",
-                );
-            }
-        }
+        serde_json::from_slice::<SetupForm>(&bytes).map_err(|_| {
+            Reject::BadRequest("send JSON {\"token\", \"username\", \"password\"}".into())
+        })?
     } else {
         parse_form(&bytes)
     };
-    // Answers in the caller's format: JSON, or the page (the form again, or a message).
-    let answer = |status: StatusCode, text: &str, with_form: bool| {
+    // Answers in the caller's format: the refusal for JSON, or the page (the form again, or a
+    // message) with its words.
+    let answer = |reject: Reject, with_form: bool| {
         if json {
-            body::error_json(status, text)
-        } else if with_form {
-            form_page(status, &form.token, &form.username, Some(text))
+            return Err(reject);
+        }
+        let (status, text) = (reject.status(), reject.message());
+        Ok(if with_form {
+            form_page(status, &form.token, &form.username, Some(&text))
         } else {
             let title = match status {
                 StatusCode::GONE => "Setup is closed",
                 StatusCode::FORBIDDEN => "Invalid setup link",
                 _ => "Setup failed",
             };
-            message(status, title, text)
-        }
+            message(status, title, &text)
+        })
     };
     match app.setup.check(&form.token) {
-        Check::Closed => return answer(StatusCode::GONE, CLOSED, false),
+        Check::Closed => return answer(Reject::Gone(CLOSED.into()), false),
         Check::Wrong => {
             tracing::warn!(target: "audit", event = "setup_refused", client_ip = %client_ip, reason = "wrong setup token", "setup attempt with a wrong token");
-            return answer(StatusCode::FORBIDDEN, WRONG, false);
+            return answer(Reject::Forbidden(WRONG.into()), false);
         }
         Check::Valid => {}
     }
     if snap.files.users_writable.is_none() {
-        return answer(StatusCode::CONFLICT, NOT_WRITABLE, false);
+        return answer(Reject::Conflict(NOT_WRITABLE.into()), false);
     }
     let invalid = if !crate::config::valid_name(&form.username) {
         Some("Use 1-64 of A-Z a-z 0-9 . _ @ - for the user name, not starting with . or -.")
@@ -183,20 +179,21 @@ async fn post(
         None
     };
     if let Some(m) = invalid {
-        return answer(StatusCode::BAD_REQUEST, m, true);
+        return answer(Reject::BadRequest(m.into()), true);
     }
     let Some(role) = crate::accounts::admin_role(&snap.roles) else {
         return answer(
-            StatusCode::CONFLICT,
-            "No role has the \"admin\" permission (roles.toml redefines admin): fix roles.toml first.",
+            Reject::Conflict(
+                "No role has the \"admin\" permission (roles.toml redefines admin): fix roles.toml first.".into(),
+            ),
             false,
         );
     };
     // From here on no other request can use the token.
     let claim = match app.setup.claim(&form.token) {
         Ok(c) => c,
-        Err(Check::Wrong) => return answer(StatusCode::FORBIDDEN, WRONG, false),
-        Err(_) => return answer(StatusCode::GONE, CLOSED, false),
+        Err(Check::Wrong) => return answer(Reject::Forbidden(WRONG.into()), false),
+        Err(_) => return answer(Reject::Gone(CLOSED.into()), false),
     };
     let files = snap.files.clone();
     let name = form.username.clone();
@@ -222,28 +219,29 @@ async fn post(
         Err(e) => {
             app.setup.release(claim);
             tracing::warn!(client_ip = %client_ip, error = %e, "setup could not create the administrator");
-            let status = e.status();
-            return answer(status, &e.to_string(), status.is_client_error());
+            return answer((&e).into(), e.status().is_client_error());
         }
     };
     drop(claim);
     tracing::warn!(target: "audit", event = "setup_admin_created", user = %form.username, client_ip = %client_ip, reason = "setup token", file = %applied.file.display(), "first administrator created through the setup page");
     if let Err(e) = app.reload_now().await {
         return answer(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            &format!(
-                "The administrator was saved in {}, but the configuration did not reload: {e}",
-                applied.file.display()
+            Reject::Internal(
+                format!(
+                    "The administrator was saved in {}, but the configuration did not reload: {e}",
+                    applied.file.display()
+                )
+                .into(),
             ),
             false,
         );
     }
-    if json {
+    Ok(if json {
         body::json(
             StatusCode::CREATED,
             &serde_json::json!({ "user": form.username, "roles": [role], "file": applied.file }),
         )
     } else {
         body::redirect(StatusCode::SEE_OTHER, "/login")
-    }
+    })
 }

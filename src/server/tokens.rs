@@ -12,6 +12,7 @@ use crate::body::read_small_body;
 use crate::body::{self, Body};
 use crate::config::Snapshot;
 use crate::pages;
+use crate::reject::Reject;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
@@ -81,58 +82,57 @@ pub async fn issue(
     id: &Identity,
     req: Request<Incoming>,
     client_ip: IpAddr,
-) -> Response<Body> {
+) -> Result<Response<Body>, Reject> {
     let ct = crate::body::content_type(req.headers());
     let json_answer = ct.starts_with("application/json");
-    let fail = |status: StatusCode, m: &str| {
+    // JSON callers get the refusal; the form comes back with its words.
+    let fail = |reject: Reject| {
         if json_answer {
-            body::error_json(status, m)
+            Err(reject)
         } else {
-            pages::page(
-                status,
-                pages::token_page(&id.user.name, &max_text(snap.auth.max_token_ttl), Some(m)),
-            )
+            Ok(pages::page(
+                reject.status(),
+                pages::token_page(
+                    &id.user.name,
+                    &max_text(snap.auth.max_token_ttl),
+                    Some(&reject.message()),
+                ),
+            ))
         }
     };
     if let Err(m) = may_issue(id) {
-        return fail(StatusCode::FORBIDDEN, m);
+        return fail(Reject::Forbidden(m.into()));
     }
-    let (_, bytes) = match read_small_body(req, snap.server.max_own_body).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    let (_, bytes) = read_small_body(req, snap.server.max_own_body).await?;
     let Some((label, ttl)) = parse_request(&ct, &bytes) else {
-        return fail(
-            StatusCode::BAD_REQUEST,
-            "Give the token a label (what it is for).",
-        );
+        return fail(Reject::BadRequest(
+            "Give the token a label (what it is for).".into(),
+        ));
     };
     let label = label.trim().to_owned();
     if label.is_empty() || label.chars().count() > 64 || label.chars().any(char::is_control) {
-        return fail(
-            StatusCode::BAD_REQUEST,
-            "The label must be 1 to 64 printable characters.",
-        );
+        return fail(Reject::BadRequest(
+            "The label must be 1 to 64 printable characters.".into(),
+        ));
     }
     let ttl = match ttl.as_deref().map(crate::config::duration::parse) {
         None => DEFAULT_TTL.min(snap.auth.max_token_ttl),
         Some(Ok(d)) if d > snap.auth.max_token_ttl => {
-            return fail(
-                StatusCode::BAD_REQUEST,
-                &format!(
+            return fail(Reject::BadRequest(
+                format!(
                     "A token may live at most {}.",
                     max_text(snap.auth.max_token_ttl)
-                ),
-            );
+                )
+                .into(),
+            ));
         }
         Some(Ok(d)) if d.as_secs() >= 60 => d,
         Some(Ok(_)) => {
-            return fail(
-                StatusCode::BAD_REQUEST,
-                "A token must live at least a minute.",
-            );
+            return fail(Reject::BadRequest(
+                "A token must live at least a minute.".into(),
+            ));
         }
-        Some(Err(m)) => return fail(StatusCode::BAD_REQUEST, &m),
+        Some(Err(m)) => return fail(Reject::BadRequest(m.into())),
     };
     let (token, claims) =
         match app
@@ -142,10 +142,7 @@ pub async fn issue(
             Ok(t) => t,
             Err(e) => {
                 tracing::error!(error = %e, "cannot sign an API token");
-                return fail(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "The token could not be created.",
-                );
+                return fail(Reject::Internal("The token could not be created.".into()));
             }
         };
     app.sessions.issued(ApiToken {
@@ -156,7 +153,7 @@ pub async fn issue(
         expires: claims.exp,
     });
     tracing::info!(target: "audit", event = "token_issued", user = %id.user.name, client_ip = %client_ip, jti = %claims.jti, label = %label, "API token issued");
-    if json_answer {
+    Ok(if json_answer {
         body::json(
             StatusCode::OK,
             &json!({"token": token, "jti": claims.jti, "label": label, "expires_at": claims.exp}),
@@ -170,7 +167,7 @@ pub async fn issue(
             StatusCode::OK,
             pages::token_issued_page(&label, &token, &expires),
         )
-    }
+    })
 }
 
 pub fn list(app: &App, id: &Identity) -> Response<Body> {
@@ -184,33 +181,39 @@ pub fn list(app: &App, id: &Identity) -> Response<Body> {
 }
 
 /// Revokes one token of the caller (admins: of anyone). Unknown or foreign ids are 404.
-pub fn delete(app: &App, id: &Identity, jti: &str, client_ip: IpAddr) -> Response<Body> {
+pub fn delete(
+    app: &App,
+    id: &Identity,
+    jti: &str,
+    client_ip: IpAddr,
+) -> Result<Response<Body>, Reject> {
     match app.sessions.api_token(jti) {
         Some(t) if t.user == *id.user.name || id.user.can(Permission::Admin) => {
             app.sessions.revoke_id(&t.jti, t.expires);
             tracing::info!(target: "audit", event = "token_revoked", user = %id.user.name, client_ip = %client_ip, jti = %t.jti, owner = %t.user, "API token revoked");
             let mut r = Response::new(body::empty());
             *r.status_mut() = StatusCode::NO_CONTENT;
-            r
+            Ok(r)
         }
-        _ => body::error_json(StatusCode::NOT_FOUND, "no such token"),
+        _ => Err(Reject::NotFound("no such token".into())),
     }
 }
 
-/// Routes `/warden/token` and `/warden/tokens[/{jti}]`; `None` when the path is not one of them.
+/// Routes `/warden/token` and `/warden/tokens[/{jti}]`; the request back when the path is not
+/// one of them.
 pub async fn route(
     app: &App,
     snap: &Snapshot,
     id: &Identity,
     req: Request<Incoming>,
     client_ip: IpAddr,
-) -> Result<Response<Body>, Request<Incoming>> {
+) -> Result<Result<Response<Body>, Reject>, Request<Incoming>> {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     match (method, path.as_str()) {
-        (ref m, "/warden/token") if super::own_routes::is_get(m) => Ok(page(snap, id)),
+        (ref m, "/warden/token") if super::own_routes::is_get(m) => Ok(Ok(page(snap, id))),
         (Method::POST, "/warden/token") => Ok(issue(app, snap, id, req, client_ip).await),
-        (ref m, "/warden/tokens") if super::own_routes::is_get(m) => Ok(list(app, id)),
+        (ref m, "/warden/tokens") if super::own_routes::is_get(m) => Ok(Ok(list(app, id))),
         (Method::DELETE, p) if p.starts_with("/warden/tokens/") => {
             Ok(delete(app, id, &p["/warden/tokens/".len()..], client_ip))
         }

@@ -118,12 +118,10 @@ impl CatalogCache {
         let (status, _, body) =
             forward::call(snap, Method::GET, "/object_info", None, None).await?;
         if status != StatusCode::OK {
-            return Err(UpstreamError::Unreachable(format!(
-                "/object_info answered {status}"
-            )));
+            return Err(UpstreamError::status(status, "/object_info"));
         }
         let v: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|e| UpstreamError::Unreachable(format!("/object_info: {e}")))?;
+            .map_err(|e| UpstreamError::malformed("/object_info", e))?;
         let cat = Arc::new(Catalog::from_object_info(&v));
         *c = Some((Instant::now(), cat.clone()));
         Ok(cat)

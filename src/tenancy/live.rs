@@ -152,12 +152,10 @@ impl Live {
         let started = Instant::now();
         let (status, _, body) = forward::call(snap, Method::GET, "/queue", None, None).await?;
         if status != StatusCode::OK {
-            return Err(UpstreamError::Unreachable(format!(
-                "/queue answered {status}"
-            )));
+            return Err(UpstreamError::status(status, "/queue"));
         }
-        let v: Value = serde_json::from_slice(&body)
-            .map_err(|e| UpstreamError::Unreachable(format!("/queue: {e}")))?;
+        let v: Value =
+            serde_json::from_slice(&body).map_err(|e| UpstreamError::malformed("/queue", e))?;
         let running = v
             .get("queue_running")
             .and_then(Value::as_array)

@@ -5,6 +5,7 @@
 //! slash, `__` system users) are never used. Real user names never reach ComfyUI's users.json.
 use super::super::proxy::forward;
 use crate::config::{Snapshot, User};
+use crate::proxy::upstream::UpstreamError;
 use http::{HeaderValue, Method, StatusCode};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -15,6 +16,7 @@ pub enum ProvisionError {
     Upstream(#[from] crate::proxy::upstream::UpstreamError),
     #[error("ComfyUI is not running with --multi-user; per-user settings cannot be kept apart")]
     NotMultiUser,
+    /// ComfyUI gave an id comfy-warden will not use.
     #[error("ComfyUI answered {0} while provisioning a user")]
     Refused(String),
 }
@@ -74,12 +76,12 @@ impl ComfyUsers {
                 .await?;
                 match status {
                     StatusCode::OK => serde_json::from_slice::<String>(&body)
-                        .map_err(|_| ProvisionError::Refused("a malformed id".into()))?,
+                        .map_err(|e| UpstreamError::malformed("/users", e))?,
                     // Created meanwhile by someone else: look again.
                     StatusCode::BAD_REQUEST => find(snap, ns)
                         .await?
                         .ok_or_else(|| ProvisionError::Refused("400".into()))?,
-                    s => return Err(ProvisionError::Refused(s.to_string())),
+                    s => return Err(UpstreamError::status(s, "/users").into()),
                 }
             }
         };
@@ -101,10 +103,10 @@ impl ComfyUsers {
 async fn find(snap: &Snapshot, ns: &str) -> Result<Option<String>, ProvisionError> {
     let (status, _, body) = forward::call(snap, Method::GET, "/users", None, None).await?;
     if status != StatusCode::OK {
-        return Err(ProvisionError::Refused(status.to_string()));
+        return Err(UpstreamError::status(status, "/users").into());
     }
-    let v: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|_| ProvisionError::Refused("malformed /users".into()))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|e| UpstreamError::malformed("/users", e))?;
     let Some(users) = v.get("users").and_then(|u| u.as_object()) else {
         return Err(ProvisionError::NotMultiUser);
     };

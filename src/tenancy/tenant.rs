@@ -1,6 +1,7 @@
 //! A tenant: one user as the isolation rules see them (name, namespace, whether they see
 //! everything), with the ownership questions every handler and the WebSocket filter ask.
 use super::paths::{self, Kind};
+use crate::reject::Reject;
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -41,16 +42,16 @@ impl Tenant {
         subfolder: &str,
         default_kind: Kind,
         type_param: Option<&str>,
-    ) -> Result<(Kind, String, String), String> {
+    ) -> Result<(Kind, String, String), Reject> {
         let (name, annotation) = paths::split_annotation(filename);
         let kind = match (annotation, type_param) {
             (Some(k), _) => k,
             (None, Some(t)) => Kind::parse(t)
-                .ok_or_else(|| format!("type must be input, output or temp, not {t:?}"))?,
+                .ok_or_else(|| bad(format!("type must be input, output or temp, not {t:?}")))?,
             (None, None) => default_kind,
         };
-        let name = paths::clean_name(name).map_err(|e| format!("filename: {e}"))?;
-        let sub = paths::clean(subfolder).map_err(|e| format!("subfolder: {e}"))?;
+        let name = paths::clean_name(name).map_err(|e| bad(format!("filename: {e}")))?;
+        let sub = paths::clean(subfolder).map_err(|e| bad(format!("subfolder: {e}")))?;
         let up = self.locate(kind, &sub, &name);
         Ok((kind, up, name))
     }
@@ -78,4 +79,9 @@ impl Tenant {
             .filter(|i| self.sees_all || self.owns_item(i))
             .count()
     }
+}
+
+/// A 400 with these words.
+pub fn bad(words: String) -> Reject {
+    Reject::BadRequest(words.into())
 }

@@ -31,4 +31,5 @@ mod tenancy_prompts;
 mod tenancy_queue;
 mod tenancy_routes;
 mod tenancy_ws;
+mod upstream_faults;
 mod websocket;

@@ -5,6 +5,7 @@ use crate::auth::roles::Permission;
 use crate::body::{self, Body};
 use crate::config::{Snapshot, User};
 use crate::proxy::{forward, upstream::UpstreamError};
+use crate::reject::Reject;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 use serde_json::Value;
@@ -18,7 +19,6 @@ pub struct Ctx<'a> {
     pub client_ip: IpAddr,
     pub tls: bool,
     pub comfy_user: HeaderValue,
-    pub wants_html: bool,
 }
 
 impl Ctx<'_> {
@@ -53,8 +53,7 @@ impl Ctx<'_> {
         json: Option<&Value>,
     ) -> Result<Value, UpstreamError> {
         let body = self.call_ok(method, path, json).await?;
-        serde_json::from_slice(&body)
-            .map_err(|e| UpstreamError::Unreachable(format!("{path}: {e}")))
+        serde_json::from_slice(&body).map_err(|e| UpstreamError::malformed(path, e))
     }
 
     /// [`Ctx::call`] for a 200 answer: its body, or an error naming the status.
@@ -66,9 +65,7 @@ impl Ctx<'_> {
     ) -> Result<Bytes, UpstreamError> {
         let (status, _, body) = self.call(method, path, json).await?;
         if status != StatusCode::OK {
-            return Err(UpstreamError::Unreachable(format!(
-                "{path} answered {status}"
-            )));
+            return Err(UpstreamError::status(status, path));
         }
         Ok(body)
     }
@@ -89,7 +86,10 @@ impl Ctx<'_> {
     }
 
     /// Forwards the request as it is (path and query untouched), with this user's `comfy-user`.
-    pub async fn forward(&self, req: http::Request<hyper::body::Incoming>) -> Response<Body> {
+    pub async fn forward(
+        &self,
+        req: http::Request<hyper::body::Incoming>,
+    ) -> Result<Response<Body>, Reject> {
         forward::forward(
             self.snap,
             req,
@@ -106,7 +106,7 @@ impl Ctx<'_> {
         &self,
         parts: &mut http::request::Parts,
         path_and_query: &str,
-    ) -> Result<(), Box<Response<Body>>> {
+    ) -> Result<(), Reject> {
         forward::upstream_parts(
             self.snap,
             parts,
@@ -115,17 +115,7 @@ impl Ctx<'_> {
             self.tls,
             Some(&self.comfy_user),
         )
-        .map_err(|_| {
-            Box::new(crate::body::error_json(
-                StatusCode::BAD_REQUEST,
-                "the request is not valid",
-            ))
-        })
-    }
-
-    pub fn upstream_failed(&self, e: &UpstreamError) -> Response<Body> {
-        tracing::warn!(error = %e, user = %self.owner(), "upstream call failed");
-        forward::unreachable_answer(self.wants_html, e)
+        .map_err(|_| Reject::InvalidPath)
     }
 }
 
@@ -150,9 +140,4 @@ pub fn empty_ok() -> Response<Body> {
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
-}
-
-/// A 403 for something this user may not do, saying why.
-pub fn forbidden(message: &str) -> Response<Body> {
-    body::error_json(StatusCode::FORBIDDEN, message)
 }

@@ -8,8 +8,10 @@
 use super::ctx::{Ctx, private_json};
 use crate::body::{self, Body, BoxError};
 use crate::proxy::forward;
+use crate::proxy::upstream::UpstreamError;
+use crate::reject::Reject;
 use crate::tenancy::paths::{self, Kind};
-use crate::tenancy::tenant::Tenant;
+use crate::tenancy::tenant::{Tenant, bad};
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, StreamBody};
@@ -75,29 +77,29 @@ fn first_params(query: Option<&str>) -> std::collections::HashMap<String, String
 
 impl Tenant {
     /// Upload targets: input or temp (and output for `view_all`).
-    fn upload_kind(&self, t: Option<&str>) -> Result<Kind, String> {
+    fn upload_kind(&self, t: Option<&str>) -> Result<Kind, Reject> {
         match t.unwrap_or("input") {
             "input" => Ok(Kind::Input),
             "temp" => Ok(Kind::Temp),
             "output" if self.sees_all => Ok(Kind::Output),
-            "output" => {
-                Err("uploads go to input or temp; outputs come only from your prompts".into())
-            }
-            other => Err(format!("type must be input or temp, not {other:?}")),
+            "output" => Err(Reject::BadRequest(
+                "uploads go to input or temp; outputs come only from your prompts".into(),
+            )),
+            other => Err(bad(format!("type must be input or temp, not {other:?}"))),
         }
     }
 
     /// The mask editor's `original_ref` `{filename, subfolder, type}`, mapped like `/view`.
-    fn map_original_ref(&self, raw: &str) -> Result<String, String> {
+    fn map_original_ref(&self, raw: &str) -> Result<String, Reject> {
         let v: Value =
-            serde_json::from_str(raw).map_err(|_| "original_ref must be JSON".to_string())?;
+            serde_json::from_str(raw).map_err(|_| bad("original_ref must be JSON".into()))?;
         if self.sees_all {
             return Ok(v.to_string());
         }
         let filename = v
             .get("filename")
             .and_then(Value::as_str)
-            .ok_or("original_ref needs a filename")?;
+            .ok_or_else(|| bad("original_ref needs a filename".into()))?;
         let subfolder = v.get("subfolder").and_then(Value::as_str).unwrap_or("");
         let (kind, up_sub, name) = self.map_locator(
             filename,
@@ -109,33 +111,29 @@ impl Tenant {
     }
 }
 
-pub async fn view(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
+pub async fn view(ctx: &Ctx<'_>, req: Request<Incoming>) -> Result<Response<Body>, Reject> {
     let params = first_params(req.uri().query());
     let Some(filename) = params.get("filename") else {
-        return body::error_json(StatusCode::BAD_REQUEST, "filename is required");
+        return Err(Reject::BadRequest("filename is required".into()));
     };
     let query = {
         let mut q = form_urlencoded::Serializer::new(String::new());
         if ctx.sees_all() {
             if filename.starts_with("blake3:") {
-                return body::error_json(
-                    StatusCode::BAD_REQUEST,
-                    "content-addressed names are not served",
-                );
+                return Err(Reject::BadRequest(
+                    "content-addressed names are not served".into(),
+                ));
             }
             for (k, v) in &params {
                 q.append_pair(k, v);
             }
         } else {
-            let (kind, up_sub, name) = match ctx.tenant().map_locator(
+            let (kind, up_sub, name) = ctx.tenant().map_locator(
                 filename,
                 params.get("subfolder").map(String::as_str).unwrap_or(""),
                 Kind::Output,
                 params.get("type").map(String::as_str),
-            ) {
-                Ok(l) => l,
-                Err(m) => return body::error_json(StatusCode::BAD_REQUEST, &m),
-            };
+            )?;
             q.append_pair("filename", &name)
                 .append_pair("type", kind.as_str())
                 .append_pair("subfolder", &up_sub);
@@ -155,26 +153,18 @@ pub async fn view(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     };
     let path = format!("{}?{query}", req.uri().path());
     let (mut parts, _) = req.into_parts();
-    if let Err(r) = ctx.upstream_parts(&mut parts, &path) {
-        return *r;
-    }
-    match forward::send(ctx.snap, parts, body::empty()).await {
-        Ok(resp) => {
-            let mut r = forward::stream_back(resp);
-            harden_file_response(&mut r);
-            r
-        }
-        Err(e) => ctx.upstream_failed(&e),
-    }
+    ctx.upstream_parts(&mut parts, &path)?;
+    let mut r = forward::stream_back(forward::send(ctx.snap, parts, body::empty()).await?);
+    harden_file_response(&mut r);
+    Ok(r)
 }
 
 /// `/internal/files/{input|output|temp}`: the caller's own top-level files, newest first.
-pub fn internal_files(ctx: &Ctx<'_>, kind_name: &str) -> Response<Body> {
+pub fn internal_files(ctx: &Ctx<'_>, kind_name: &str) -> Result<Response<Body>, Reject> {
     let Some(kind) = Kind::parse(kind_name) else {
-        return body::error_json(
-            StatusCode::BAD_REQUEST,
-            "type must be input, output or temp",
-        );
+        return Err(Reject::BadRequest(
+            "type must be input, output or temp".into(),
+        ));
     };
     let ledger = &ctx.app.tenancy.ledger;
     let mut names = ledger.files_of(ctx.owner(), kind, &paths::to_upstream(ctx.ns(), kind, ""));
@@ -183,7 +173,7 @@ pub fn internal_files(ctx: &Ctx<'_>, kind_name: &str) -> Response<Body> {
             names.push(n);
         }
     }
-    private_json(StatusCode::OK, &json!(names))
+    Ok(private_json(StatusCode::OK, &json!(names)))
 }
 
 // ---------------------------------------------------------------- uploads
@@ -202,12 +192,12 @@ struct Uploaded {
     kind: Kind,
 }
 
-fn upload_name(raw: &str) -> Result<String, String> {
+fn upload_name(raw: &str) -> Result<String, Reject> {
     let base = raw.rsplit(['/', '\\']).next().unwrap_or("");
     if base.contains('"') {
-        return Err("the file name may not contain quotes".into());
+        return Err(bad("the file name may not contain quotes".into()));
     }
-    paths::clean_name(base).map_err(|e| format!("file name: {e}"))
+    paths::clean_name(base).map_err(|e| bad(format!("file name: {e}")))
 }
 
 fn field_part(boundary: &str, name: &str, value: &str) -> Bytes {
@@ -218,10 +208,12 @@ fn field_part(boundary: &str, name: &str, value: &str) -> Bytes {
 
 type Tx = tokio::sync::mpsc::Sender<Result<Frame<Bytes>, BoxError>>;
 
-async fn emit(tx: &Tx, b: Bytes) -> Result<(), String> {
+/// Fails when ComfyUI stopped reading the upload (it answered, or the connection broke): the
+/// request's own answer then says what ComfyUI did.
+async fn emit(tx: &Tx, b: Bytes) -> Result<(), Reject> {
     tx.send(Ok(Frame::data(b)))
         .await
-        .map_err(|_| "ComfyUI stopped reading the upload".to_string())
+        .map_err(|_| Reject::UpstreamUnreachable)
 }
 
 /// Reads the client's multipart stream and writes the rebuilt one into `tx`: the file part as
@@ -232,14 +224,14 @@ async fn pump(
     boundary: &str,
     tenant: &Tenant,
     mask: bool,
-) -> Result<Uploaded, String> {
+) -> Result<Uploaded, Reject> {
     let mut fields = Fields::default();
     let mut image = false;
     loop {
         let mut field = match mp.next_field().await {
             Ok(Some(f)) => f,
             Ok(None) => break,
-            Err(e) => return Err(format!("the upload is not valid multipart data: {e}")),
+            Err(e) => return Err(bad(format!("the upload is not valid multipart data: {e}"))),
         };
         let name = field.name().unwrap_or("").to_owned();
         if name == "image" && field.file_name().is_some() && !image {
@@ -261,7 +253,7 @@ async fn pump(
                 match field.chunk().await {
                     Ok(Some(c)) => emit(tx, c).await?,
                     Ok(None) => break,
-                    Err(e) => return Err(format!("the upload broke off: {e}")),
+                    Err(e) => return Err(bad(format!("the upload broke off: {e}"))),
                 }
             }
             emit(tx, Bytes::from_static(b"\r\n")).await?;
@@ -280,17 +272,19 @@ async fn pump(
         let text = field
             .text()
             .await
-            .map_err(|e| format!("field {name}: {e}"))?;
+            .map_err(|e| bad(format!("field {name}: {e}")))?;
         if slot.is_none() {
             *slot = Some(text);
         }
     }
     if !image {
-        return Err("no image was uploaded (a file in the field \"image\")".into());
+        return Err(bad(
+            "no image was uploaded (a file in the field \"image\")".into()
+        ));
     }
     let kind = tenant.upload_kind(fields.kind.as_deref())?;
     let sub = paths::clean(fields.subfolder.as_deref().unwrap_or(""))
-        .map_err(|e| format!("subfolder: {e}"))?;
+        .map_err(|e| bad(format!("subfolder: {e}")))?;
     let up_sub = if tenant.sees_all {
         sub
     } else {
@@ -304,7 +298,7 @@ async fn pump(
     if mask {
         let r = fields
             .original_ref
-            .ok_or_else(|| "original_ref is required for a mask".to_string())?;
+            .ok_or_else(|| bad("original_ref is required for a mask".into()))?;
         emit(
             tx,
             field_part(boundary, "original_ref", &tenant.map_original_ref(&r)?),
@@ -316,12 +310,9 @@ async fn pump(
 }
 
 /// 413 for an upload over `server.max_upload_bytes`, logged once.
-fn too_large(ctx: &Ctx<'_>, limit: u64) -> Response<Body> {
+fn too_large(ctx: &Ctx<'_>, limit: u64) -> Reject {
     tracing::info!(target: "audit", event = "upload_refused", user = %ctx.owner(), client_ip = %ctx.client_ip, reason = "larger than server.max_upload_bytes", limit, "upload refused");
-    body::error_json(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        &format!("the upload is larger than the limit of {limit} bytes"),
-    )
+    Reject::UploadTooLarge { limit }
 }
 
 /// Does ComfyUI serve this file? (`HEAD /view`, answered like GET.)
@@ -334,10 +325,14 @@ async fn stored_upstream(ctx: &Ctx<'_>, kind: Kind, subfolder: &str, name: &str)
     matches!(ctx.call(http::Method::HEAD, &format!("/view?{q}"), None).await, Ok((s, _, _)) if s.is_success())
 }
 
-pub async fn upload(ctx: &Ctx<'_>, req: Request<Incoming>, mask: bool) -> Response<Body> {
+pub async fn upload(
+    ctx: &Ctx<'_>,
+    req: Request<Incoming>,
+    mask: bool,
+) -> Result<Response<Body>, Reject> {
     let limit = ctx.snap.server.max_upload_bytes;
     if body::content_length(req.headers()).is_some_and(|n| n > limit) {
-        return too_large(ctx, limit);
+        return Err(too_large(ctx, limit));
     }
     let ct = req
         .headers()
@@ -345,7 +340,7 @@ pub async fn upload(ctx: &Ctx<'_>, req: Request<Incoming>, mask: bool) -> Respon
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let Ok(boundary) = multer::parse_boundary(ct) else {
-        return body::error_json(StatusCode::BAD_REQUEST, "send multipart/form-data");
+        return Err(Reject::BadRequest("send multipart/form-data".into()));
     };
     let path = req.uri().path().to_owned();
     let (mut parts, incoming) = req.into_parts();
@@ -373,7 +368,7 @@ pub async fn upload(ctx: &Ctx<'_>, req: Request<Incoming>, mask: bool) -> Respon
         let r = pump(mp, &tx, &boundary_for_pump, &tenant, mask).await;
         if let Err(m) = &r {
             // Abort the upstream body so ComfyUI stores nothing.
-            let _ = tx.send(Err(m.clone().into())).await;
+            let _ = tx.send(Err(m.message().into_owned().into())).await;
         }
         r
     });
@@ -382,40 +377,37 @@ pub async fn upload(ctx: &Ctx<'_>, req: Request<Incoming>, mask: bool) -> Respon
     if let Ok(v) = HeaderValue::from_str(&format!("multipart/form-data; boundary={out_boundary}")) {
         parts.headers.insert(header::CONTENT_TYPE, v);
     }
-    if let Err(r) = ctx.upstream_parts(&mut parts, &path) {
-        return *r;
-    }
+    ctx.upstream_parts(&mut parts, &path)?;
     let sent = forward::send(ctx.snap, parts, upstream_body).await;
     let uploaded = match pump_task.await {
         Ok(Ok(u)) => u,
         Ok(Err(_)) if over.load(std::sync::atomic::Ordering::Relaxed) => {
-            return too_large(ctx, limit);
+            return Err(too_large(ctx, limit));
+        }
+        // ComfyUI stopped reading: its answer (or the failed send) says why.
+        Ok(Err(Reject::UpstreamUnreachable)) => {
+            return Err(UpstreamError::status(sent?.status(), &path).into());
         }
         Ok(Err(reason)) => {
-            tracing::info!(target: "audit", event = "upload_refused", user = %ctx.owner(), client_ip = %ctx.client_ip, reason = %reason, "upload refused");
-            return body::error_json(StatusCode::BAD_REQUEST, &reason);
+            tracing::info!(target: "audit", event = "upload_refused", user = %ctx.owner(), client_ip = %ctx.client_ip, reason = %reason.message(), "upload refused");
+            return Err(reason);
         }
         Err(_) => {
-            return body::error_json(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the upload could not be processed",
-            );
+            return Err(Reject::Internal("the upload could not be processed".into()));
         }
     };
-    let resp = match sent {
-        Ok(r) => r,
-        Err(e) => return ctx.upstream_failed(&e),
-    };
-    let (parts, bytes) = match forward::read_body(resp).await {
-        Ok(x) => x,
-        Err(e) => return ctx.upstream_failed(&e),
-    };
+    let (parts, bytes) = forward::read_body(sent?).await?;
+    if parts.status.is_server_error() {
+        return Err(UpstreamError::status(parts.status, &path).into());
+    }
     if !parts.status.is_success() {
+        // ComfyUI's own refusal of the upload (a 400 naming what is missing).
         let mut r = Response::new(body::full(bytes));
         *r.status_mut() = parts.status;
-        return r;
+        return Ok(r);
     }
-    let mut v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let mut v: Value =
+        serde_json::from_slice(&bytes).map_err(|e| UpstreamError::malformed(&path, e))?;
     let name = v
         .get("name")
         .and_then(Value::as_str)
@@ -441,5 +433,5 @@ pub async fn upload(ctx: &Ctx<'_>, req: Request<Incoming>, mask: bool) -> Respon
     {
         m.insert("subfolder".into(), Value::String(client_sub));
     }
-    private_json(StatusCode::OK, &v)
+    Ok(private_json(StatusCode::OK, &v))
 }

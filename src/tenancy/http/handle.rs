@@ -1,17 +1,17 @@
 //! Applies the route table to one authenticated request: permission gate, ComfyUI user id, then
 //! the handler the table names. Everything that reaches ComfyUI goes through here.
-use super::ctx::{Ctx, forbidden};
+use super::ctx::Ctx;
 use super::{extensions, files, info, objectinfo, queue, submit};
 use crate::app::App;
 use crate::auth::identity::Identity;
 use crate::auth::roles::Permission;
+use crate::body::Body;
 use crate::body::read_small_body;
-use crate::body::{self, Body};
 use crate::config::Snapshot;
-use crate::proxy::forward;
+use crate::reject::Reject;
 use crate::tenancy::provision::ProvisionError;
 use crate::tenancy::route_table::{Action, classify};
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use hyper::body::Incoming;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -26,7 +26,7 @@ pub async fn handle(
     req: Request<Incoming>,
     client_ip: IpAddr,
     tls: bool,
-) -> Response<Body> {
+) -> Result<Response<Body>, Reject> {
     let user = &ident.user;
     let path = req.uri().path().to_owned();
     let route = classify(req.method(), &path);
@@ -35,40 +35,24 @@ pub async fn handle(
         && !user.can(p)
     {
         tracing::info!(target: "audit", event = "route_denied", user = %user.name, client_ip = %client_ip, route = %path, needs = %p, "permission missing");
-        return forbidden(&format!(
-            "Your role does not allow this (it needs the \"{p}\" permission)."
-        ));
+        return Err(Reject::MissingPermission(p.name()));
     }
     match route.action {
-        Action::MethodNotAllowed => {
-            return body::error_json(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method not allowed on this route",
-            );
-        }
+        Action::MethodNotAllowed => return Err(Reject::MethodNotAllowedOnRoute),
         Action::Unknown if !(user.can(Permission::Admin) || snap.tenancy.allows_route(&path)) => {
             tracing::info!(target: "audit", event = "route_denied", user = %user.name, client_ip = %client_ip, route = %path, "route not in the isolation table");
-            return forbidden(
-                "This ComfyUI route is not available through comfy-warden (an operator can allow it with tenancy.allow_routes).",
-            );
+            return Err(Reject::RouteNotAllowed);
         }
-        Action::UsersGet => return info::users_get(),
+        Action::UsersGet => return Ok(info::users_get()),
         _ => {}
     }
 
     let comfy_user = match app.tenancy.comfy_users.id_for(snap, user).await {
         Ok(id) => id,
-        Err(ProvisionError::Upstream(e)) => {
-            return forward::unreachable_answer(body::wants_html(req.headers()), &e);
-        }
+        Err(ProvisionError::Upstream(e)) => return Err(e.into()),
         Err(e) => {
             tracing::error!(error = %e, user = %user.name, "cannot provision the ComfyUI user");
-            return crate::pages::error_for(
-                req.headers(),
-                StatusCode::SERVICE_UNAVAILABLE,
-                "ComfyUI is misconfigured",
-                &e.to_string(),
-            );
+            return Err(Reject::ComfyMisconfigured(e.to_string().into()));
         }
     };
     let ctx = Ctx {
@@ -78,7 +62,6 @@ pub async fn handle(
         client_ip,
         tls,
         comfy_user,
-        wants_html: body::wants_html(req.headers()),
     };
 
     match route.action {
@@ -108,10 +91,7 @@ pub async fn handle(
             queue::history_one(&ctx, &id).await
         }
         Action::QueuePost | Action::HistoryPost | Action::Interrupt => {
-            let (_, bytes) = match read_small_body(req, SMALL_BODY).await {
-                Ok(b) => b,
-                Err(r) => return r,
-            };
+            let (_, bytes) = read_small_body(req, SMALL_BODY).await?;
             match route.action {
                 Action::QueuePost => queue::clear_or_delete(&ctx, "/queue", bytes).await,
                 Action::HistoryPost => queue::clear_or_delete(&ctx, "/history", bytes).await,
@@ -119,7 +99,7 @@ pub async fn handle(
             }
         }
         Action::UsersGet | Action::MethodNotAllowed => {
-            body::error_json(StatusCode::INTERNAL_SERVER_ERROR, "unreachable route state")
+            Err(Reject::Internal("unreachable route state".into()))
         }
     }
 }

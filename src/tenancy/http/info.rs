@@ -3,6 +3,8 @@
 //! validated path, and `GET /users` answered locally so the stock frontend shows no user picker.
 use super::ctx::{Ctx, private_json};
 use crate::body::{self, Body};
+use crate::proxy::upstream::UpstreamError;
+use crate::reject::Reject;
 use crate::tenancy::paths;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -21,29 +23,43 @@ async fn filtered_json(
     ctx: &Ctx<'_>,
     req: &Request<Incoming>,
     edit: impl FnOnce(&mut Value),
-) -> Response<Body> {
+) -> Result<Response<Body>, Reject> {
     let path = req
         .uri()
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
-    match ctx.call(Method::GET, path, None).await {
-        Ok((status, _, bytes)) => {
-            let Ok(mut v) = serde_json::from_slice::<Value>(&bytes) else {
-                let mut r = Response::new(body::full(bytes));
-                *r.status_mut() = status;
-                return r;
-            };
-            if status.is_success() {
-                edit(&mut v);
-            }
-            private_json(status, &v)
-        }
-        Err(e) => ctx.upstream_failed(&e),
-    }
+    let (status, _, bytes) = ctx.call(Method::GET, path, None).await?;
+    passed_on(status, path, bytes, edit)
 }
 
-pub async fn system_stats(ctx: &Ctx<'_>, req: &Request<Incoming>) -> Response<Body> {
+/// ComfyUI's answer to a route comfy-warden filters: a successful JSON answer edited; a 4xx
+/// (ComfyUI's own "no such folder") as it came; a server error, or a success that is not JSON,
+/// refused, so nothing unfiltered is ever passed on.
+pub fn passed_on(
+    status: http::StatusCode,
+    path: &str,
+    bytes: bytes::Bytes,
+    edit: impl FnOnce(&mut Value),
+) -> Result<Response<Body>, Reject> {
+    if status.is_server_error() || status.is_informational() || status.is_redirection() {
+        return Err(UpstreamError::status(status, path).into());
+    }
+    if status.is_client_error() {
+        let mut r = Response::new(body::full(bytes));
+        *r.status_mut() = status;
+        return Ok(r);
+    }
+    let mut v =
+        serde_json::from_slice::<Value>(&bytes).map_err(|e| UpstreamError::malformed(path, e))?;
+    edit(&mut v);
+    Ok(private_json(status, &v))
+}
+
+pub async fn system_stats(
+    ctx: &Ctx<'_>,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, Reject> {
     let admin = ctx.sees_all();
     filtered_json(ctx, req, |v| {
         if !admin && let Some(sys) = v.get_mut("system").and_then(Value::as_object_mut) {
@@ -53,7 +69,10 @@ pub async fn system_stats(ctx: &Ctx<'_>, req: &Request<Incoming>) -> Response<Bo
     .await
 }
 
-pub async fn experiment_models(ctx: &Ctx<'_>, req: &Request<Incoming>) -> Response<Body> {
+pub async fn experiment_models(
+    ctx: &Ctx<'_>,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, Reject> {
     let admin = ctx.sees_all();
     filtered_json(ctx, req, |v| {
         if !admin && let Some(list) = v.as_array_mut() {
@@ -83,17 +102,20 @@ pub fn model_preview_ok(path: &str) -> bool {
         && paths::clean_decoded(file).is_ok_and(|f| !f.is_empty())
 }
 
-pub async fn model_preview(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
+pub async fn model_preview(
+    ctx: &Ctx<'_>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Reject> {
     if !model_preview_ok(req.uri().path()) {
-        return body::error_json(StatusCode::BAD_REQUEST, "not a valid model preview path");
+        return Err(Reject::BadRequest("not a valid model preview path".into()));
     }
     ctx.forward(req).await
 }
 
 /// `/settings*`, `/userdata*`, `/v2/userdata`: the user's own ComfyUI data, never cached by
 /// shared caches, active content as attachment.
-pub async fn user_data(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
-    let mut r = ctx.forward(req).await;
+pub async fn user_data(ctx: &Ctx<'_>, req: Request<Incoming>) -> Result<Response<Body>, Reject> {
+    let mut r = ctx.forward(req).await?;
     super::files::harden_file_response(&mut r);
     if r.headers()
         .get(http::header::CONTENT_TYPE)
@@ -103,7 +125,7 @@ pub async fn user_data(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> 
         r.headers_mut()
             .remove(http::header::CONTENT_SECURITY_POLICY);
     }
-    r
+    Ok(r)
 }
 
 #[cfg(test)]

@@ -6,7 +6,9 @@
 //! user's namespace never appear there: comfy-warden adds the user's own input files from the
 //! ledger (everything they uploaded), sorted like ComfyUI does.
 use super::ctx::{Ctx, private_json};
-use crate::body::{self, Body};
+use crate::body::Body;
+use crate::proxy::upstream::UpstreamError;
+use crate::reject::Reject;
 use crate::tenancy::paths::{self, Kind};
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
@@ -126,17 +128,18 @@ fn fingerprint(upstream: &[u8], own: &[String], generation: u64) -> u64 {
     h.finish()
 }
 
-pub async fn object_info(ctx: &Ctx<'_>, req: &Request<Incoming>) -> Response<Body> {
+pub async fn object_info(ctx: &Ctx<'_>, req: &Request<Incoming>) -> Result<Response<Body>, Reject> {
     let path = req
         .uri()
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/object_info");
     let full = matches!(req.uri().path(), "/object_info" | "/api/object_info");
-    let (status, _, bytes) = match ctx.call(Method::GET, path, None).await {
-        Ok(r) => r,
-        Err(e) => return ctx.upstream_failed(&e),
-    };
+    let (status, _, bytes) = ctx.call(Method::GET, path, None).await?;
+    if !status.is_success() {
+        // ComfyUI's own 4xx passes; a server error is refused (see `info::passed_on`).
+        return super::info::passed_on(status, path, bytes, |_| {});
+    }
     // ComfyUI answers by path alone (the query is ignored, `/api` is the same route): so is
     // the cache keyed, or one user could fill it with `?1`, `?2`, ….
     let route = req.uri().path();
@@ -152,23 +155,20 @@ pub async fn object_info(ctx: &Ctx<'_>, req: &Request<Incoming>) -> Response<Bod
         fingerprint(&bytes, &own, ctx.snap.generation)
     });
     if let Some(b) = fp.and_then(|fp| ctx.app.tenancy.filtered.get(&cache_key, fp)) {
-        return super::ctx::private_json_bytes(status, b);
+        return Ok(super::ctx::private_json_bytes(status, b));
     }
-    let Ok(mut v) = serde_json::from_slice::<Value>(&bytes) else {
-        let mut r = Response::new(body::full(bytes));
-        *r.status_mut() = status;
-        return r;
-    };
+    let mut v =
+        serde_json::from_slice::<Value>(&bytes).map_err(|e| UpstreamError::malformed(path, e))?;
     if full && status.is_success() {
         ctx.app.tenancy.catalog.update(&v).await;
     }
     if ctx.sees_all() {
-        return private_json(status, &v);
+        return Ok(private_json(status, &v));
     }
     filter_all(ctx, &mut v, &own);
     let out = bytes::Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
     if let Some(fp) = fp {
         ctx.app.tenancy.filtered.put(cache_key, fp, out.clone());
     }
-    super::ctx::private_json_bytes(status, out)
+    Ok(super::ctx::private_json_bytes(status, out))
 }

@@ -5,6 +5,8 @@ use super::ctx::{Ctx, empty_ok, private_json};
 use crate::auth::roles::Permission;
 use crate::body::Body;
 use crate::proxy::forward;
+use crate::proxy::upstream::UpstreamError;
+use crate::reject::Reject;
 use crate::tenancy::filter;
 use bytes::Bytes;
 use http::{Method, Response, StatusCode};
@@ -43,34 +45,26 @@ pub fn own_count(ctx: &Ctx<'_>, queue: &Value) -> usize {
         .count()
 }
 
-pub async fn prompt_get(ctx: &Ctx<'_>) -> Response<Body> {
-    match ctx
+pub async fn prompt_get(ctx: &Ctx<'_>) -> Result<Response<Body>, Reject> {
+    let q = ctx
         .app
         .tenancy
         .live
         .queue(ctx.snap, crate::tenancy::live::QUEUE_FRESH)
-        .await
-    {
-        Ok(q) => {
-            let n = if ctx.sees_all() {
-                items(&q, "queue_running").count() + items(&q, "queue_pending").count()
-            } else {
-                own_count(ctx, &q)
-            };
-            private_json(
-                StatusCode::OK,
-                &json!({"exec_info": {"queue_remaining": n}}),
-            )
-        }
-        Err(e) => ctx.upstream_failed(&e),
-    }
+        .await?;
+    let n = if ctx.sees_all() {
+        items(&q, "queue_running").count() + items(&q, "queue_pending").count()
+    } else {
+        own_count(ctx, &q)
+    };
+    Ok(private_json(
+        StatusCode::OK,
+        &json!({"exec_info": {"queue_remaining": n}}),
+    ))
 }
 
-pub async fn queue_get(ctx: &Ctx<'_>) -> Response<Body> {
-    let q = match ctx.call_json(Method::GET, "/queue", None).await {
-        Ok(q) => q,
-        Err(e) => return ctx.upstream_failed(&e),
-    };
+pub async fn queue_get(ctx: &Ctx<'_>) -> Result<Response<Body>, Reject> {
+    let q = ctx.call_json(Method::GET, "/queue", None).await?;
     let mut out = Map::new();
     for key in ["queue_running", "queue_pending"] {
         let list: Vec<Value> = items(&q, key)
@@ -83,21 +77,19 @@ pub async fn queue_get(ctx: &Ctx<'_>) -> Response<Body> {
             .collect();
         out.insert(key.into(), Value::Array(list));
     }
-    private_json(StatusCode::OK, &Value::Object(out))
+    Ok(private_json(StatusCode::OK, &Value::Object(out)))
 }
 
 /// `{"clear": true}` / `{"delete": [ids]}` for `/queue` and `/history`, limited to the user's
 /// own ids (`clear` becomes a delete of the user's ids).
-pub async fn clear_or_delete(ctx: &Ctx<'_>, path: &str, body: Bytes) -> Response<Body> {
-    let v: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(_) => {
-            return crate::body::error_json(
-                StatusCode::BAD_REQUEST,
-                "send JSON {\"clear\": true} or {\"delete\": [ids]}",
-            );
-        }
-    };
+pub async fn clear_or_delete(
+    ctx: &Ctx<'_>,
+    path: &str,
+    body: Bytes,
+) -> Result<Response<Body>, Reject> {
+    let v: Value = serde_json::from_slice(&body).map_err(|_| {
+        Reject::BadRequest("send JSON {\"clear\": true} or {\"delete\": [ids]}".into())
+    })?;
     if ctx.sees_all() {
         return forward_json(ctx, path, &v).await;
     }
@@ -108,10 +100,7 @@ pub async fn clear_or_delete(ctx: &Ctx<'_>, path: &str, body: Bytes) -> Response
         } else {
             "/history"
         };
-        let current = match ctx.call_json(Method::GET, listing, None).await {
-            Ok(c) => c,
-            Err(e) => return ctx.upstream_failed(&e),
-        };
+        let current = ctx.call_json(Method::GET, listing, None).await?;
         if path == "/queue" {
             ids.extend(
                 items(&current, "queue_pending")
@@ -136,28 +125,22 @@ pub async fn clear_or_delete(ctx: &Ctx<'_>, path: &str, body: Bytes) -> Response
         );
     }
     if ids.is_empty() {
-        return empty_ok();
+        return Ok(empty_ok());
     }
     ids.dedup();
     tracing::debug!(user = %ctx.owner(), path, count = ids.len(), "deleting own entries");
     forward_json(ctx, path, &json!({ "delete": ids })).await
 }
 
-async fn forward_json(ctx: &Ctx<'_>, path: &str, v: &Value) -> Response<Body> {
-    match ctx.call(Method::POST, path, Some(v)).await {
-        Ok((status, _, _)) if status.is_success() => {
-            ctx.app.tenancy.live.queue_changed().await;
-            empty_ok()
-        }
-        Ok((status, _, body)) => forward_status(status, body),
-        Err(e) => ctx.upstream_failed(&e),
+/// comfy-warden's own POST (rebuilt from the user's ids): ComfyUI's empty 200, or a refusal
+/// saying what ComfyUI answered instead.
+async fn forward_json(ctx: &Ctx<'_>, path: &str, v: &Value) -> Result<Response<Body>, Reject> {
+    let (status, _, _) = ctx.call(Method::POST, path, Some(v)).await?;
+    if !status.is_success() {
+        return Err(UpstreamError::status(status, path).into());
     }
-}
-
-fn forward_status(status: StatusCode, body: Bytes) -> Response<Body> {
-    let mut r = Response::new(crate::body::full(body));
-    *r.status_mut() = status;
-    r
+    ctx.app.tenancy.live.queue_changed().await;
+    Ok(empty_ok())
 }
 
 /// ComfyUI's paging over the user's own entries (in insertion order).
@@ -182,28 +165,19 @@ fn query_usize(query: Option<&str>, key: &str) -> Result<Option<i64>, ()> {
     }
 }
 
-pub async fn history_get(ctx: &Ctx<'_>, query: Option<&str>) -> Response<Body> {
+pub async fn history_get(ctx: &Ctx<'_>, query: Option<&str>) -> Result<Response<Body>, Reject> {
     let (Ok(max_items), Ok(offset)) = (
         query_usize(query, "max_items"),
         query_usize(query, "offset"),
     ) else {
-        return crate::body::error_json(
-            StatusCode::BAD_REQUEST,
-            "max_items and offset must be integers",
-        );
+        return Err(Reject::BadRequest(
+            "max_items and offset must be integers".into(),
+        ));
     };
-    let body = match ctx.call_ok(Method::GET, "/history", None).await {
-        Ok(b) => b,
-        Err(e) => return ctx.upstream_failed(&e),
-    };
-    let all = match serde_json::from_slice::<RawEntries<'_>>(&body) {
-        Ok(all) => all.0,
-        Err(e) => {
-            return ctx.upstream_failed(&crate::proxy::upstream::UpstreamError::Unreachable(
-                format!("/history: {e}"),
-            ));
-        }
-    };
+    let body = ctx.call_ok(Method::GET, "/history", None).await?;
+    let all = serde_json::from_slice::<RawEntries<'_>>(&body)
+        .map_err(|e| UpstreamError::malformed("/history", e))?
+        .0;
     // Only the user's entries on the requested page are parsed whole; the others are skipped
     // after reading their id (and, for ids the ledger does not know, the owner tag).
     let own: Vec<(String, &RawValue)> = all
@@ -219,7 +193,7 @@ pub async fn history_get(ctx: &Ctx<'_>, query: Option<&str>) -> Response<Body> {
         entry_to_client(ctx, &mut entry);
         out.insert(id, entry);
     }
-    private_json(StatusCode::OK, &Value::Object(out))
+    Ok(private_json(StatusCode::OK, &Value::Object(out)))
 }
 
 /// ComfyUI's `/history` object as its entries in order, each left unparsed.
@@ -300,30 +274,30 @@ pub fn entry_to_client(ctx: &Ctx<'_>, entry: &mut Value) {
     }
 }
 
-pub async fn history_one(ctx: &Ctx<'_>, prompt_id_raw: &str) -> Response<Body> {
+pub async fn history_one(ctx: &Ctx<'_>, prompt_id_raw: &str) -> Result<Response<Body>, Reject> {
     let prompt_id = percent_encoding::percent_decode_str(prompt_id_raw)
         .decode_utf8_lossy()
         .into_owned();
     if !ctx.sees_all() && !ctx.owns_prompt(&prompt_id) {
-        return private_json(StatusCode::OK, &filter::empty_object());
+        return Ok(private_json(StatusCode::OK, &filter::empty_object()));
     }
     let path = format!(
         "/history/{}",
         percent_encoding::utf8_percent_encode(&prompt_id, percent_encoding::NON_ALPHANUMERIC)
     );
-    let mut h = match ctx.call_json(Method::GET, &path, None).await {
-        Ok(h) => h,
-        Err(e) => return ctx.upstream_failed(&e),
-    };
-    if let Some(entry) = h.get_mut(&prompt_id) {
-        entry_to_client(ctx, entry);
+    let mut h = ctx.call_json(Method::GET, &path, None).await?;
+    // Only the asked entry is shown, filtered; anything else ComfyUI sent is dropped.
+    let mut out = Map::new();
+    if let Some(mut entry) = h.as_object_mut().and_then(|m| m.remove(&prompt_id)) {
+        entry_to_client(ctx, &mut entry);
+        out.insert(prompt_id, entry);
     }
-    private_json(StatusCode::OK, &h)
+    Ok(private_json(StatusCode::OK, &Value::Object(out)))
 }
 
 /// `POST /interrupt`: only the user's own running prompt is ever interrupted (an empty body
 /// would interrupt whatever runs, whoever owns it). Users with `interrupt_any` are forwarded.
-pub async fn interrupt(ctx: &Ctx<'_>, body: Bytes) -> Response<Body> {
+pub async fn interrupt(ctx: &Ctx<'_>, body: Bytes) -> Result<Response<Body>, Reject> {
     let asked: Option<String> = serde_json::from_slice::<Value>(&body).ok().and_then(|v| {
         v.get("prompt_id")
             .and_then(Value::as_str)
@@ -333,21 +307,15 @@ pub async fn interrupt(ctx: &Ctx<'_>, body: Bytes) -> Response<Body> {
         let v = asked
             .map(|id| json!({ "prompt_id": id }))
             .unwrap_or_else(|| json!({}));
-        return match ctx.call(Method::POST, "/interrupt", Some(&v)).await {
-            Ok(_) => empty_ok(),
-            Err(e) => ctx.upstream_failed(&e),
-        };
+        ctx.call(Method::POST, "/interrupt", Some(&v)).await?;
+        return Ok(empty_ok());
     }
-    let q = match ctx
+    let q = ctx
         .app
         .tenancy
         .live
         .queue(ctx.snap, std::time::Duration::ZERO)
-        .await
-    {
-        Ok(q) => q,
-        Err(e) => return ctx.upstream_failed(&e),
-    };
+        .await?;
     let running: Vec<&str> = items(&q, "queue_running")
         .filter(|i| ctx.owns_item(i))
         .filter_map(item_id)
@@ -358,19 +326,15 @@ pub async fn interrupt(ctx: &Ctx<'_>, body: Bytes) -> Response<Body> {
     };
     let Some(target) = target else {
         tracing::debug!(user = %ctx.owner(), "interrupt: nothing of this user is running");
-        return empty_ok();
+        return Ok(empty_ok());
     };
-    match ctx
-        .call(
-            Method::POST,
-            "/interrupt",
-            Some(&json!({ "prompt_id": target })),
-        )
-        .await
-    {
-        Ok(_) => empty_ok(),
-        Err(e) => ctx.upstream_failed(&e),
-    }
+    ctx.call(
+        Method::POST,
+        "/interrupt",
+        Some(&json!({ "prompt_id": target })),
+    )
+    .await?;
+    Ok(empty_ok())
 }
 
 pub use forward::MAX_FILTERED_BODY;

@@ -5,8 +5,10 @@
 //! prompt is recorded as the user's before ComfyUI sees it (it may start at once), and the
 //! per-user queue limit is enforced with a 429.
 use super::ctx::{Ctx, private_json};
+use crate::body::Body;
 use crate::body::read_small_body;
-use crate::body::{self, Body};
+use crate::proxy::upstream::UpstreamError;
+use crate::reject::Reject;
 use crate::tenancy::filter;
 use crate::tenancy::ledger::OWNER_TAG;
 use crate::tenancy::nodes::OWNER_INPUT;
@@ -32,44 +34,34 @@ fn canonical_uuid(s: &str) -> bool {
     uuid::Uuid::parse_str(s).is_ok_and(|u| u.hyphenated().to_string() == s)
 }
 
-pub async fn submit(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
-    let (_, bytes) = match read_small_body(req, ctx.snap.tenancy.max_prompt_bytes).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+pub async fn submit(ctx: &Ctx<'_>, req: Request<Incoming>) -> Result<Response<Body>, Reject> {
+    let (_, bytes) = read_small_body(req, ctx.snap.tenancy.max_prompt_bytes).await?;
     let Ok(Value::Object(mut body)) = serde_json::from_slice::<Value>(&bytes) else {
-        return comfy_error(
+        return Ok(comfy_error(
             StatusCode::BAD_REQUEST,
             "invalid_prompt",
             "The request body is not a JSON object.",
-        );
+        ));
     };
     let Some(Value::Object(mut graph)) = body.remove("prompt") else {
-        return comfy_error(StatusCode::BAD_REQUEST, "no_prompt", "No prompt provided");
+        return Ok(comfy_error(
+            StatusCode::BAD_REQUEST,
+            "no_prompt",
+            "No prompt provided",
+        ));
     };
     let tenant = ctx.tenant();
     let live = &ctx.app.tenancy.live;
 
     let limit = ctx.snap.tenancy.max_queued_per_user;
     if limit > 0 && !ctx.sees_all() {
-        match live.queue(ctx.snap, std::time::Duration::ZERO).await {
-            Ok(q) if tenant.own_count(&q) >= limit => {
-                return body::error_json(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    &format!(
-                        "You already have {limit} prompts queued or running, the most allowed. Wait for one to finish."
-                    ),
-                );
-            }
-            Ok(_) => {}
-            Err(e) => return ctx.upstream_failed(&e),
+        let q = live.queue(ctx.snap, std::time::Duration::ZERO).await?;
+        if tenant.own_count(&q) >= limit {
+            return Err(Reject::QueueFull { limit });
         }
     }
 
-    let catalog = match ctx.app.tenancy.catalog.get(ctx.snap).await {
-        Ok(c) => c,
-        Err(e) => return ctx.upstream_failed(&e),
-    };
+    let catalog = ctx.app.tenancy.catalog.get(ctx.snap).await?;
     let owner_tag = ctx.ns().to_owned();
     if ctx.sees_all() {
         // Admins work on ComfyUI's real paths; their outputs still get the cache partition.
@@ -105,7 +97,10 @@ pub async fn submit(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
         if let Err(refusal) = prompt::rewrite(&mut graph, &rctx) {
             tracing::info!(target: "audit", event = "prompt_refused", user = %ctx.owner(), client_ip = %ctx.client_ip,
                 class = %refusal.class_type, reason = %refusal.message, "prompt refused");
-            return private_json(StatusCode::BAD_REQUEST, &refusal.to_comfy_error());
+            return Ok(private_json(
+                StatusCode::BAD_REQUEST,
+                &refusal.to_comfy_error(),
+            ));
         }
     }
 
@@ -113,18 +108,16 @@ pub async fn submit(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
         None | Some(Value::Null) => uuid::Uuid::new_v4().hyphenated().to_string(),
         Some(Value::String(p)) if canonical_uuid(p) => {
             if ctx.app.tenancy.ledger.knows_prompt(p) || exists_upstream(ctx, p).await {
-                return body::error_json(
-                    StatusCode::CONFLICT,
-                    "this prompt_id is already in use; leave it out to get a new one",
-                );
+                return Err(Reject::Conflict(
+                    "this prompt_id is already in use; leave it out to get a new one".into(),
+                ));
             }
             p.clone()
         }
         Some(_) => {
-            return body::error_json(
-                StatusCode::BAD_REQUEST,
-                "prompt_id must be a lowercase UUID (or left out)",
-            );
+            return Err(Reject::BadRequest(
+                "prompt_id must be a lowercase UUID (or left out)".into(),
+            ));
         }
     };
     let proposed_client = body.get("client_id").and_then(Value::as_str);
@@ -175,22 +168,23 @@ pub async fn submit(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
         .call(Method::POST, "/prompt", Some(&Value::Object(out)))
         .await;
     live.queue_changed().await;
-    match result {
-        Ok((status, _, bytes)) => {
-            let mut v: Value = serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| json!({"error": "ComfyUI gave an unreadable answer"}));
-            if !ctx.sees_all() {
-                if let Some(ne) = v.get_mut("node_errors") {
-                    filter::scrub_node_errors(ne, ctx.ns());
-                }
-                if let Some(e) = v.get_mut("error") {
-                    filter::redact_all(e, ctx.ns());
-                }
-            }
-            private_json(status, &v)
-        }
-        Err(e) => ctx.upstream_failed(&e),
+    let (status, _, bytes) = result?;
+    // ComfyUI's own answer (the queued prompt, or a 400 with `node_errors`) passes, filtered;
+    // a server error or an answer that is not JSON is not passed on.
+    if status.is_server_error() {
+        return Err(UpstreamError::status(status, "/prompt").into());
     }
+    let mut v: Value =
+        serde_json::from_slice(&bytes).map_err(|e| UpstreamError::malformed("/prompt", e))?;
+    if !ctx.sees_all() {
+        if let Some(ne) = v.get_mut("node_errors") {
+            filter::scrub_node_errors(ne, ctx.ns());
+        }
+        if let Some(e) = v.get_mut("error") {
+            filter::redact_all(e, ctx.ns());
+        }
+    }
+    Ok(private_json(status, &v))
 }
 
 /// Is `prompt_id` already in ComfyUI's history or queue (made by someone not through us)?

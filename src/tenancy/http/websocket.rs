@@ -8,6 +8,8 @@ use crate::auth::identity::{Identity, still_valid};
 use crate::body::{self, Body};
 use crate::config::Snapshot;
 use crate::proxy::headers::{self, Forwarding};
+use crate::proxy::upstream::UpstreamError;
+use crate::reject::Reject;
 use crate::tenancy::events::SocketFilter;
 use crate::tenancy::tenant::Tenant;
 use futures_util::{SinkExt, StreamExt};
@@ -60,10 +62,9 @@ pub async fn relay(
     mut req: Request<Incoming>,
     client_ip: IpAddr,
     tls: bool,
-) -> Response<Body> {
-    let wants_html = body::wants_html(req.headers());
+) -> Result<Response<Body>, Reject> {
     let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned() else {
-        return body::error_json(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key");
+        return Err(Reject::BadRequest("missing Sec-WebSocket-Key".into()));
     };
     if req
         .headers()
@@ -71,15 +72,7 @@ pub async fn relay(
         .map(|v| v.as_bytes())
         != Some(b"13")
     {
-        let mut r = body::error_json(
-            StatusCode::BAD_REQUEST,
-            "only WebSocket version 13 is supported",
-        );
-        r.headers_mut().insert(
-            header::SEC_WEBSOCKET_VERSION,
-            HeaderValue::from_static("13"),
-        );
-        return r;
+        return Err(Reject::WebSocketVersion);
     }
 
     // The upstream handshake: our own request, with the client's headers cleaned.
@@ -99,9 +92,7 @@ pub async fn relay(
         "ws://{authority}{pq}"
     )) {
         Ok(r) => r,
-        Err(_) => {
-            return body::error_json(StatusCode::BAD_REQUEST, "the request path is not valid");
-        }
+        Err(_) => return Err(Reject::InvalidPath),
     };
     {
         let mut h = req.headers().clone();
@@ -151,19 +142,8 @@ pub async fn relay(
     .await
     {
         Ok(Ok((ws, _))) => ws,
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "upstream WebSocket failed");
-            return crate::proxy::forward::unreachable_answer(
-                wants_html,
-                &crate::proxy::upstream::UpstreamError::Unreachable(e),
-            );
-        }
-        Err(_) => {
-            return crate::proxy::forward::unreachable_answer(
-                wants_html,
-                &crate::proxy::upstream::UpstreamError::Timeout(snap.upstream.connect_timeout),
-            );
-        }
+        Ok(Err(e)) => return Err(UpstreamError::Unreachable(format!("WebSocket: {e}")).into()),
+        Err(_) => return Err(UpstreamError::Timeout(snap.upstream.connect_timeout).into()),
     };
 
     let on_upgrade = hyper::upgrade::on(&mut req);
@@ -201,7 +181,7 @@ pub async fn relay(
     if let Ok(v) = HeaderValue::from_str(&accept) {
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
-    resp
+    Ok(resp)
 }
 
 fn close(code: CloseCode, reason: &'static str) -> Message {

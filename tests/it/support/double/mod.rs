@@ -5,6 +5,7 @@
 
 mod blob;
 mod exec;
+mod faults;
 mod files;
 mod fixtures;
 mod frontend;
@@ -28,6 +29,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 
 use blob::Blob;
+pub use faults::Fault;
 use state::{Shared, lock};
 
 /// One HTTP request as the double received it.
@@ -169,6 +171,17 @@ impl Double {
             t.abort();
         }
         self.shared.lock().sockets.clear();
+    }
+
+    /// From now on, answer `method path` (decoded, without `/api`) with `fault`; its body names
+    /// `leak` (see `faults.rs`).
+    pub fn set_fault(&self, method: &str, path: &str, fault: Fault, leak: &str) {
+        self.shared.faults.set(method, path, fault, leak);
+    }
+
+    /// Back to normal answers; requests held by [`Fault::Slow`] are answered now.
+    pub fn clear_faults(&self) {
+        self.shared.faults.clear();
     }
 
     /// Like `POST /users {"username": name}`; returns the new id (or the existing id when

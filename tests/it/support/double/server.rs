@@ -196,6 +196,9 @@ async fn handle(shared: Arc<Shared>, mut req: Request<Incoming>) -> Response<Bod
         .map(percent_decode)
         .collect();
     let decoded_path = percent_decode(&raw_path);
+    if let Some(faulty) = shared.faults.answer(method.as_str(), &decoded_path).await {
+        return faulty.into_hyper();
+    }
     let r = Req {
         method,
         segs,

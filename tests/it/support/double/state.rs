@@ -30,6 +30,8 @@ pub struct Shared {
     /// A real frontend's `static` directory (`comfyui_frontend_package/static`), served at `/`
     /// instead of the synthesised bundle when set (see `frontend.rs`).
     pub frontend: std::sync::OnceLock<std::path::PathBuf>,
+    /// Faults switched on by a test (`Double::set_fault`).
+    pub faults: super::faults::Faults,
 }
 
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -47,6 +49,7 @@ impl Shared {
             tasks: Mutex::new(Vec::new()),
             stopped: AtomicBool::new(false),
             frontend: std::sync::OnceLock::new(),
+            faults: Default::default(),
         }
     }
 
