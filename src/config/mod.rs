@@ -100,7 +100,7 @@ pub struct Files {
     pub roles: Option<PathBuf>,
     pub ip_rules: Option<PathBuf>,
     pub state_dir: PathBuf,
-    /// Files named by users' `password_hash_file` (watched like the others).
+    /// Files named by users' `password_hash_file` and `totp_secret_file` (watched like the others).
     pub password_hash_files: Vec<PathBuf>,
 }
 
@@ -134,6 +134,11 @@ pub struct User {
     pub token_version: u64,
     /// Directory name of the user's files inside ComfyUI's input/output/temp folders.
     pub namespace: String,
+    /// The TOTP secret from `totp_secret_file` (one enrolled through comfy-warden lives in the
+    /// state directory instead: `auth::second_factor`).
+    pub totp_secret: Option<crate::auth::totp::Secret>,
+    /// One of the user's roles has `require_totp`.
+    pub require_totp: bool,
 }
 
 impl User {
@@ -502,6 +507,9 @@ pub fn load_roles(path: Option<&Path>) -> Result<Roles, ConfigError> {
             })?;
             set = set.with(perm);
         }
+        if role.require_totp {
+            roles.require_totp(name.get_ref());
+        }
         roles.insert(name.into_inner(), set);
     }
     Ok(roles)
@@ -649,6 +657,9 @@ fn add_users(
             acc.hash_files,
         )
         .map_err(|(off, m)| at(off.unwrap_or(name.span().start), m))?;
+        let totp_secret = totp_secret(folder, u.totp_secret_file, acc.hash_files)
+            .map_err(|(off, m)| at(off, m))?;
+        let require_totp = u.roles.iter().any(|r| roles.requires_totp(r.get_ref()));
         let name: Arc<str> = Arc::from(name.into_inner());
         acc.users.insert(
             name.clone(),
@@ -661,6 +672,8 @@ fn add_users(
                 disabled: u.disabled,
                 token_version: u.token_version,
                 namespace,
+                totp_secret,
+                require_totp,
             }),
         );
     }
@@ -694,6 +707,24 @@ fn password_hash(
     raw::check_phc(phc).map_err(|m| (off, format!("{}: {m}", p.display())))?;
     hash_files.push(p);
     Ok(Some(phc.to_owned()))
+}
+
+/// The user's TOTP secret from `totp_secret_file` (base32; watched like a password hash file).
+/// Errors carry the offset of the key and never the file's content.
+fn totp_secret(
+    dir: &Path,
+    file: Option<toml::Spanned<String>>,
+    watched: &mut Vec<PathBuf>,
+) -> Result<Option<crate::auth::totp::Secret>, (usize, String)> {
+    let Some(file) = file else { return Ok(None) };
+    let off = file.span().start;
+    let p = paths::secret_path(file.get_ref(), dir).map_err(|m| (off, m))?;
+    let text = std::fs::read_to_string(&p)
+        .map_err(|e| (off, format!("cannot read {}: {e}", p.display())))?;
+    let secret = crate::auth::totp::Secret::from_base32(&text)
+        .map_err(|m| (off, format!("{}: {m}", p.display())))?;
+    watched.push(p);
+    Ok(Some(secret))
 }
 
 fn load_ip_rules(path: Option<&Path>) -> Result<IpRules, ConfigError> {
