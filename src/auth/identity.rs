@@ -85,6 +85,10 @@ pub fn check_token(
     if user.disabled || user.token_version != claims.ver {
         return None;
     }
+    // A role requires a second factor the user has not set up yet: nothing until they do.
+    if super::second_factor::missing_required(&snap.files.state_dir, user) {
+        return None;
+    }
     Some((user.clone(), claims))
 }
 
@@ -123,7 +127,12 @@ pub enum Refusal {
     /// Too many failed passwords for this user from this address: 429, retry after so many
     /// seconds. Nothing was hashed.
     Locked(u64),
+    /// HTTP Basic for a user who signs in with a second factor: 401, use an API token.
+    SecondFactor,
 }
+
+/// Why HTTP Basic is refused for users with a second factor.
+pub const BASIC_SECOND_FACTOR: &str = "this account signs in with a second factor, which HTTP Basic cannot carry: create an API token at /warden/token and send it as \"Authorization: Bearer <token>\"";
 
 /// The identity a Bearer token proves: comfy-warden's own token when its key id is one of
 /// ours, else an identity provider's token when one is configured.
@@ -204,6 +213,9 @@ async fn basic_identity(
         && !u.disabled
         && app.basic_cache.hit(name, password, phc)
     {
+        if super::second_factor::beyond_password(&snap.files.state_dir, u) {
+            return Err(Refusal::SecondFactor);
+        }
         return Ok(Some(Identity {
             user: u.clone(),
             source: Source::Basic,
@@ -222,6 +234,11 @@ async fn basic_identity(
             .map_err(|_| Refusal::Busy)?;
     match user {
         Some(u) if ok && !u.disabled => {
+            if super::second_factor::beyond_password(&snap.files.state_dir, &u) {
+                // Neither a success (the counters stay) nor a guess: the password was right.
+                tracing::info!(target: "audit", event = "basic_refused", user = %u.name, client_ip = %client_ip, reason = "second factor", "HTTP Basic refused: the user has a second factor");
+                return Err(Refusal::SecondFactor);
+            }
             if let Some(phc) = stored.as_deref() {
                 app.basic_cache.remember(name, password, phc);
             }

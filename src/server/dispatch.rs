@@ -80,6 +80,17 @@ async fn route_request(
                 _ => routes::method_not_allowed("GET, HEAD, POST"),
             });
         }
+        super::second_factor::PATH => {
+            return Ok(match method {
+                Method::POST if cross_site(&conn, &snap, &req) => {
+                    refuse_cross_site(None, ip, &path)
+                }
+                Method::POST => {
+                    super::second_factor::second_step(&app, &snap, req, ip, conn.tls).await
+                }
+                _ => routes::method_not_allowed("POST"),
+            });
+        }
         "/warden/health" => return Ok(routes::health()),
         super::setup::PATH => return Ok(super::setup::handle(&app, &snap, req, ip).await),
         "/warden/assets/warden.css" => return Ok(super::pages::stylesheet()),
@@ -109,6 +120,12 @@ async fn route_request(
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(wait));
             return Ok(r);
+        }
+        Err(identity::Refusal::SecondFactor) => {
+            return Ok(body::error_json(
+                StatusCode::UNAUTHORIZED,
+                identity::BASIC_SECOND_FACTOR,
+            ));
         }
         Err(identity::Refusal::Busy) => {
             let mut r = body::error_json(

@@ -1,6 +1,6 @@
 //! The HTTP side facing clients: listeners and accept loops (`listen`), the worker threads
 //! that serve connections (`workers`), one connection with TLS (`conn`), the request pipeline (`dispatch`), comfy-warden's own endpoints (`routes`,
-//! `tokens`), administration (`admin`, `admin_users`), the first-administrator setup (`setup`),
+//! `tokens`, the second sign-in step `second_factor`), administration (`admin`, `admin_users`), the first-administrator setup (`setup`),
 //! freeing ComfyUI's memory after the last sign-out (`free_memory`), the https redirect listener
 //! (`redirect`), pages (`pages`) and the frontend extension comfy-warden adds to ComfyUI
 //! (`extension`).
@@ -14,6 +14,7 @@ pub mod listen;
 pub mod pages;
 pub mod redirect;
 pub mod routes;
+pub mod second_factor;
 pub mod setup;
 pub mod tokens;
 pub mod workers;

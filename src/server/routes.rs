@@ -49,6 +49,9 @@ pub fn login_page(req: &Request<Incoming>) -> Response<Body> {
 struct LoginForm {
     username: String,
     password: String,
+    /// A TOTP or recovery code, for users with a second factor (`second_factor`).
+    #[serde(default)]
+    totp: Option<String>,
     #[serde(default)]
     next: Option<String>,
 }
@@ -186,6 +189,36 @@ pub async fn login(
             };
         }
     };
+    let json = matches!(format, Format::Json);
+    let done = match super::second_factor::after_password(
+        app,
+        snap,
+        &user,
+        form.totp.as_deref(),
+        json,
+        &next,
+        client_ip,
+    )
+    .await
+    {
+        Ok(done) => done,
+        Err(answer) => return answer,
+    };
+    sign_in(app, snap, &user, json, &next, tls, client_ip, &done)
+}
+
+/// Every factor was right: a session cookie (and, for JSON, the token) for `user`.
+#[allow(clippy::too_many_arguments)]
+pub fn sign_in(
+    app: &App,
+    snap: &Snapshot,
+    user: &crate::config::User,
+    json: bool,
+    next: &str,
+    tls: bool,
+    client_ip: IpAddr,
+    done: &super::second_factor::Done,
+) -> Response<Body> {
     app.lockout.success(&user.name, client_ip);
     let (token, claims) = match app.keys.issue(
         &user.name,
@@ -203,24 +236,27 @@ pub async fn login(
         }
     };
     app.sessions.started(&claims);
-    tracing::info!(target: "audit", event = "login_ok", user = %user.name, client_ip = %client_ip, "signed in");
+    tracing::info!(target: "audit", event = "login_ok", user = %user.name, client_ip = %client_ip, second_factor = done.second_factor, "signed in");
     let cookie = session_cookie(
         identity::cookie_name(tls),
         token.clone(),
         tls,
         snap.auth.session_ttl,
     );
-    let mut resp = match format {
-        Format::Json => body::json(
-            StatusCode::OK,
-            &serde_json::json!({
-                "jwt_token": token,
-                "token_type": "Bearer",
-                "expires_in": snap.auth.session_ttl.as_secs(),
-                "user": &*user.name,
-            }),
-        ),
-        Format::Form => body::redirect(StatusCode::SEE_OTHER, &next),
+    let mut resp = if json {
+        let mut answer = serde_json::json!({
+            "jwt_token": token,
+            "token_type": "Bearer",
+            "expires_in": snap.auth.session_ttl.as_secs(),
+            "user": &*user.name,
+        });
+        if let Some(obj) = answer.as_object_mut() {
+            done.json_fields(obj);
+        }
+        body::json(StatusCode::OK, &answer)
+    } else {
+        done.page(next)
+            .unwrap_or_else(|| body::redirect(StatusCode::SEE_OTHER, next))
     };
     resp.headers_mut().append(header::SET_COOKIE, cookie);
     resp
@@ -229,11 +265,13 @@ pub async fn login(
 fn serde_urlencoded_form(bytes: &[u8]) -> Option<LoginForm> {
     let mut username = None;
     let mut password = None;
+    let mut totp = None;
     let mut next = None;
     for (k, v) in form_urlencoded::parse(bytes) {
         match &*k {
             "username" if username.is_none() => username = Some(v.into_owned()),
             "password" if password.is_none() => password = Some(v.into_owned()),
+            "totp" if totp.is_none() => totp = Some(v.into_owned()).filter(|t| !t.is_empty()),
             "next" if next.is_none() => next = Some(v.into_owned()),
             _ => {}
         }
@@ -241,6 +279,7 @@ fn serde_urlencoded_form(bytes: &[u8]) -> Option<LoginForm> {
     Some(LoginForm {
         username: username?,
         password: password?,
+        totp,
         next,
     })
 }
