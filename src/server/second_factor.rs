@@ -416,6 +416,63 @@ async fn confirm_enrolment(
     }
 }
 
+/// `/warden/admin/users/{name}` + this: the user's second factor.
+pub const ADMIN_SUFFIX: &str = "/totp";
+
+/// `GET /warden/admin/users/{name}/totp` (what the user has) and `DELETE` (remove the second
+/// factor kept in the state directory; audited). The caller checked the `admin` permission.
+pub async fn admin(
+    snap: &Snapshot,
+    id: &crate::auth::identity::Identity,
+    raw_name: &str,
+    method: &http::Method,
+    client_ip: IpAddr,
+) -> Response<Body> {
+    let name = percent_encoding::percent_decode_str(raw_name)
+        .decode_utf8_lossy()
+        .into_owned();
+    let Some(user) = snap.user(&name).cloned() else {
+        return body::error_json(StatusCode::NOT_FOUND, &format!("no user {name:?}"));
+    };
+    let state_dir = snap.files.state_dir.clone();
+    if super::routes::is_get(method) {
+        let u = user.clone();
+        let record = match blocking(move || sf::load(&state_dir, &u.name)).await {
+            Ok(r) => r,
+            Err(r) => return r,
+        };
+        let enrolled = record.as_ref().is_some_and(|r| r.secret.is_some());
+        return body::json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "user": &*user.name,
+                "required": user.require_totp,
+                "secret": if user.totp_secret.is_some() { "totp_secret_file" } else if enrolled { "state_dir" } else { "none" },
+                "recovery_codes_left": record.map(|r| r.recovery.len()).unwrap_or(0),
+            }),
+        );
+    }
+    if method != http::Method::DELETE {
+        return super::routes::method_not_allowed("GET, HEAD, DELETE");
+    }
+    let n = user.name.to_string();
+    let removed = match blocking(move || sf::reset(&state_dir, &n)).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    if removed {
+        tracing::warn!(target: "audit", event = "totp_reset", user = %id.user.name, client_ip = %client_ip, target_user = %user.name, reason = "admin API", "second factor removed by an administrator");
+    }
+    body::json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "user": &*user.name,
+            "removed": removed,
+            "still_from_users_file": user.totp_secret.is_some(),
+        }),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
