@@ -495,12 +495,14 @@ let
           };
           "carol@example.org" = {
             passwordHashFile = "/run/keys/carol.phc";
+            totpSecretFile = "/run/keys/carol.totp";
             namespace = "u_carol";
             disabled = true;
           };
           sso-only.roles = [ "guest" ];
         };
         roles.viewer.permissions = [ "settings" ];
+        roles.viewer.requireTotp = true;
       })
     ];
 
@@ -692,6 +694,10 @@ let
     usersHashFilesAreCredentials =
       builtins.elem "user-alice:/run/keys/alice.phc" s.users.credentials
       && lib.hasInfix ''password_hash_file = "''${CREDENTIALS_DIRECTORY}/user-alice"'' s.users.files."users.toml";
+    totpSecretThroughCredentials =
+      builtins.elem "totp-carol@example.org:/run/keys/carol.totp" s.users.credentials
+      && lib.hasInfix ''totp_secret_file = "''${CREDENTIALS_DIRECTORY}/totp-carol@example.org"'' s.users.files."users.toml"
+      && lib.hasInfix "require_totp = true" s.users.files."roles.toml";
     tlsKeysAreCredentials =
       builtins.elem "tls-key.pem:/var/lib/acme/example/key.pem" s.tls.credentials
       && has "tls" ''key = "''${CREDENTIALS_DIRECTORY}/tls-key.pem"'';
