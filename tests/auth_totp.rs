@@ -538,6 +538,11 @@ async fn enrolment_by_the_cli_while_the_daemon_runs() {
     // Enrolling twice is refused; without a right code nothing is written.
     let (ok, out) = user_cmd(&dir, &["totp", "carol"], |_| None);
     assert!(!ok && out.contains("already has a second factor"), "{out}");
+    let (ok, out) = user_cmd(&dir, &["show", "carol"], |_| None);
+    assert!(
+        ok && out.contains("TOTP (enrolled") && out.contains("9 recovery codes left"),
+        "{out}"
+    );
     let (ok, out) = user_cmd(&dir, &["totp", "alice"], |_| None);
     assert!(!ok && out.contains("totp_secret_file"), "{out}");
     let (ok, out) = user_cmd(&dir, &["totp", "bob"], |l| {
@@ -552,4 +557,60 @@ async fn enrolment_by_the_cli_while_the_daemon_runs() {
     assert!(audit(&w).contains("\"totp_reset\""));
     let r = login(&w, json!({"username": "carol", "password": "carol-pw"})).await;
     assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[test]
+fn a_bad_secret_file_is_a_configuration_error_that_never_shows_the_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    TestConfig::new("http://127.0.0.1:8188", vec![]).write(dir.path());
+    let check = |users: &str, secret: Option<&str>| {
+        std::fs::write(dir.path().join("users.toml"), users).unwrap();
+        if let Some(s) = secret {
+            std::fs::write(dir.path().join("alice.totp"), s).unwrap();
+        }
+        let out = Command::new(binary())
+            .args(["check", "--config"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let users = user_block(
+        "alice",
+        "alice-pw",
+        "\"user\"",
+        "totp_secret_file = \"alice.totp\"",
+    );
+    let (ok, out) = check(&users, Some("not-base32-0189!"));
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("users.alice.totp_secret_file") && out.contains("base32"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("not-base32-0189!"),
+        "the value is never shown: {out}"
+    );
+    let (ok, out) = check(&users, Some("JBSWY3DP"));
+    assert!(!ok && out.contains("too short"), "{out}");
+    let (ok, out) = check(&users, Some(&format!("{}\n", SECRET.to_lowercase())));
+    assert!(ok, "{out}");
+    let _ = std::fs::remove_file(dir.path().join("alice.totp"));
+    let (ok, out) = check(&users, None);
+    assert!(!ok && out.contains("cannot read"), "{out}");
+    // A role's require_totp must be a boolean.
+    std::fs::write(
+        dir.path().join("roles.toml"),
+        "[roles.x]\npermissions = []\nrequire_totp = \"yes\"\n",
+    )
+    .unwrap();
+    let mut cfg = TestConfig::new("http://127.0.0.1:8188", vec![]);
+    cfg.files_extra = "roles = \"roles.toml\"\n".into();
+    std::fs::write(dir.path().join("warden.toml"), cfg.warden_toml()).unwrap();
+    let (ok, out) = check(&user_block("bob", "bob-pw", "\"x\"", ""), None);
+    assert!(!ok && out.contains("require_totp"), "{out}");
 }

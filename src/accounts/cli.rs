@@ -340,6 +340,10 @@ fn show(snap: &Snapshot, name: &str) -> ExitCode {
             "none (identity provider only)"
         }
     );
+    println!(
+        "second factor  {}",
+        super::totp_cli::describe(&snap.files.state_dir, u)
+    );
     println!("namespace      {}", u.namespace);
     println!(
         "files          {} (inside ComfyUI's input, output and temp directories)",

@@ -122,6 +122,30 @@ pub fn enrol(snap: &Snapshot, name: &str) -> ExitCode {
     fail("no right code was entered; nothing was changed")
 }
 
+/// One line for `user show`: where the user's second factor comes from, if anywhere.
+pub fn describe(state_dir: &std::path::Path, user: &crate::config::User) -> String {
+    let record = sf::load(state_dir, &user.name);
+    let left = |r: &Option<sf::Record>| r.as_ref().map(|r| r.recovery.len()).unwrap_or(0);
+    let mut s = match &record {
+        Err(e) => format!("unreadable state ({e}): no sign-in"),
+        Ok(_) if user.totp_secret.is_some() => "TOTP (totp_secret_file)".to_string(),
+        Ok(Some(r)) if r.secret.is_some() => format!(
+            "TOTP (enrolled, {})",
+            sf::path(state_dir, &user.name).display()
+        ),
+        Ok(_) => "none".to_string(),
+    };
+    if let Ok(r) = &record
+        && s != "none"
+    {
+        s.push_str(&format!(", {} recovery codes left", left(r)));
+    }
+    if user.require_totp {
+        s.push_str(" (required by a role)");
+    }
+    s
+}
+
 /// `user totp-reset NAME`.
 pub fn reset(snap: &Snapshot, name: &str) -> ExitCode {
     let Some(user) = snap.user(name) else {
