@@ -3,7 +3,7 @@
 #
 # The configuration is rendered to /etc/comfy-warden (warden.toml from `settings`, RFC 42
 # freeform; users.toml, roles.toml and ip-rules.toml from the typed options). Secrets never
-# enter the Nix store: secretFile, tls.keyFile and users.<name>.passwordHashFile are paths to
+# enter the Nix store: secretFile, tls.keyFile, users.<name>.passwordHashFile and .totpSecretFile are paths to
 # files outside it, handed to the service with LoadCredential= and read through
 # ${CREDENTIALS_DIRECTORY}. Changing users, roles or IP rules reloads the daemon (SIGHUP; open
 # sessions and WebSockets survive), changing warden.toml restarts it. With `sockets.*`, systemd
@@ -59,6 +59,7 @@ let
       password_hash = u.passwordHash;
       password_hash_file =
         if u.passwordHashFile != null then "${credDir}/user-${name}" else null;
+      totp_secret_file = if u.totpSecretFile != null then "${credDir}/totp-${name}" else null;
       roles = u.roles;
       disabled = u.disabled;
       token_version = u.tokenVersion;
@@ -69,7 +70,10 @@ let
     users = lib.mapAttrs userEntry cfg.users;
   };
   rolesToml = toml.generate "comfy-warden-roles.toml" {
-    roles = lib.mapAttrs (_: r: { inherit (r) permissions; }) cfg.roles;
+    roles = lib.mapAttrs (_: r: {
+      inherit (r) permissions;
+      require_totp = r.requireTotp;
+    }) cfg.roles;
   };
   ipRulesToml = toml.generate "comfy-warden-ip-rules.toml" {
     allow = cfg.ipAllow;
@@ -171,6 +175,9 @@ let
     ++ lib.optional (cfg.oidc.enable && cfg.oidc.caFile != null) "oidc-ca.pem:${cfg.oidc.caFile}"
     ++ lib.mapAttrsToList (name: u: "user-${name}:${u.passwordHashFile}") (
       lib.filterAttrs (_: u: u.passwordHashFile != null) cfg.users
+    )
+    ++ lib.mapAttrsToList (name: u: "totp-${name}:${u.totpSecretFile}") (
+      lib.filterAttrs (_: u: u.totpSecretFile != null) cfg.users
     );
 
   secretPaths =
@@ -189,7 +196,11 @@ let
     ++ lib.mapAttrsToList (name: u: {
       name = "users.${name}.passwordHashFile";
       value = u.passwordHashFile;
-    }) (lib.filterAttrs (_: u: u.passwordHashFile != null) cfg.users);
+    }) (lib.filterAttrs (_: u: u.passwordHashFile != null) cfg.users)
+    ++ lib.mapAttrsToList (name: u: {
+      name = "users.${name}.totpSecretFile";
+      value = u.totpSecretFile;
+    }) (lib.filterAttrs (_: u: u.totpSecretFile != null) cfg.users);
 
   comfyState = "/var/lib/comfyui";
 
@@ -277,6 +288,16 @@ in
                 content takes effect at the next restart.
               '';
             };
+            totpSecretFile = mkOption {
+              type = secretPath;
+              default = null;
+              description = ''
+                A file outside the Nix store holding the user's TOTP secret (base32, RFC 6238:
+                SHA-1, 6 digits, 30 s); read through LoadCredential=. With it the user signs in
+                with a code from an authenticator app after the password. Users without one
+                can enrol with `comfy-warden user totp NAME` (kept in the state directory).
+              '';
+            };
             passwordHash = mkOption {
               type = types.nullOr types.str;
               default = null;
@@ -319,6 +340,14 @@ in
           options.permissions = mkOption {
             type = types.listOf (types.enum permissions);
             description = "Permissions granted by the role.";
+          };
+          options.requireTotp = mkOption {
+            type = types.bool;
+            default = false;
+            description = ''
+              Users of this role must sign in with a second factor (TOTP); those without one
+              are led through enrolment in the browser right after the password.
+            '';
           };
         }
       );

@@ -24,6 +24,8 @@ pub struct App {
     pub keys: Keys,
     pub passwords: Passwords,
     pub basic_cache: BasicCache,
+    /// Signed "password ok" tickets between the two sign-in steps (`auth::second_factor`).
+    pub tickets: crate::auth::second_factor::Tickets,
     pub sessions: SessionTable,
     pub counters: Counters,
     pub tenancy: Arc<crate::tenancy::Tenancy>,

@@ -106,6 +106,7 @@ async fn serve(snap: Snapshot) -> ExitCode {
         keys: Keys::new(&secret, &previous),
         passwords,
         basic_cache: crate::auth::basic::BasicCache::new(&secret.bytes),
+        tickets: crate::auth::second_factor::Tickets::new(&secret.bytes),
         sessions: SessionTable::open(&store.get().files.state_dir),
         counters: Counters::default(),
         tenancy: Arc::new(crate::tenancy::Tenancy::new(&store.get().files.state_dir)),

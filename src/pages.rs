@@ -11,6 +11,9 @@ const LOGIN: &str = include_str!("pages/login.html");
 const MESSAGE: &str = include_str!("pages/message.html");
 const TOKEN: &str = include_str!("pages/token.html");
 const TOKEN_ISSUED: &str = include_str!("pages/token-issued.html");
+pub(super) const TOTP_CODE: &str = include_str!("pages/totp-code.html");
+pub(super) const TOTP_ENROL: &str = include_str!("pages/totp-enrol.html");
+pub(super) const RECOVERY_CODES: &str = include_str!("pages/recovery-codes.html");
 pub const CSS: &str = include_str!("pages/warden.css");
 const FAVICON: &str = include_str!("pages/favicon.svg");
 

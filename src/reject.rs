@@ -27,6 +27,10 @@ pub enum Reject {
     /// 401: a failed sign-in, whatever the reason (unknown user, disabled, wrong password), so
     /// nothing tells an attacker which names exist.
     LoginFailed,
+    /// 401: HTTP Basic for a user who signs in with a second factor, which Basic cannot carry.
+    BasicNeedsToken,
+    /// 401 with words of its own (a sign-in step that must start again).
+    Unauthorized(Text),
     /// 403 before anything else: the client's address is denied or banned. Programs get a
     /// bare `Forbidden`, browsers a self-contained page; neither says which rule applied.
     AddressRefused,
@@ -85,7 +89,9 @@ impl Reject {
             R::BadRequest(_) | R::AmbiguousPath | R::InvalidPath | R::WebSocketVersion => {
                 StatusCode::BAD_REQUEST
             }
-            R::Unauthenticated | R::LoginFailed => StatusCode::UNAUTHORIZED,
+            R::Unauthenticated | R::LoginFailed | R::BasicNeedsToken | R::Unauthorized(_) => {
+                StatusCode::UNAUTHORIZED
+            }
             R::AddressRefused
             | R::Forbidden(_)
             | R::MissingPermission(_)
@@ -118,6 +124,7 @@ impl Reject {
             | R::NotFound(t)
             | R::Conflict(t)
             | R::Gone(t)
+            | R::Unauthorized(t)
             | R::UnsupportedMediaType(t)
             | R::Internal(t)
             | R::ComfyMisconfigured(t) => Cow::Borrowed(t),
@@ -125,6 +132,7 @@ impl Reject {
             R::InvalidPath => "the request path is not valid".into(),
             R::WebSocketVersion => "only WebSocket version 13 is supported".into(),
             R::LoginFailed => LOGIN_FAILED.into(),
+            R::BasicNeedsToken => BASIC_SECOND_FACTOR.into(),
             R::Unauthenticated => "authentication required: sign in at /login or send a token".into(),
             R::MissingPermission(p) => {
                 format!("Your role does not allow this (it needs the \"{p}\" permission).").into()
@@ -188,6 +196,9 @@ impl Reject {
 
 /// The one answer for every failed sign-in.
 pub const LOGIN_FAILED: &str = "Invalid user name or password.";
+
+/// The answer to HTTP Basic for a user who signs in with a second factor.
+pub const BASIC_SECOND_FACTOR: &str = "this account signs in with a second factor, which HTTP Basic cannot carry: create an API token at /warden/token and send it as \"Authorization: Bearer <token>\"";
 
 /// The words of a sign-in lockout (the login page shows them too).
 pub fn locked_message(secs: u64) -> String {

@@ -495,12 +495,14 @@ let
           };
           "carol@example.org" = {
             passwordHashFile = "/run/keys/carol.phc";
+            totpSecretFile = "/run/keys/carol.totp";
             namespace = "u_carol";
             disabled = true;
           };
           sso-only.roles = [ "guest" ];
         };
         roles.viewer.permissions = [ "settings" ];
+        roles.viewer.requireTotp = true;
       })
     ];
 
@@ -714,6 +716,10 @@ let
       && has "oidc" ''client_secret_file = "''${CREDENTIALS_DIRECTORY}/oidc-secret"''
       && has "oidc" ''issuer = "https://id.example.com/realms/studio"''
       && has "oidc" ''roles_claim = "groups"'';
+    totpSecretThroughCredentials =
+      builtins.elem "totp-carol@example.org:/run/keys/carol.totp" s.users.credentials
+      && lib.hasInfix ''totp_secret_file = "''${CREDENTIALS_DIRECTORY}/totp-carol@example.org"'' s.users.files."users.toml"
+      && lib.hasInfix "require_totp = true" s.users.files."roles.toml";
     tlsKeysAreCredentials =
       builtins.elem "tls-key.pem:/var/lib/acme/example/key.pem" s.tls.credentials
       && has "tls" ''key = "''${CREDENTIALS_DIRECTORY}/tls-key.pem"'';

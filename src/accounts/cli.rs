@@ -1,4 +1,5 @@
-//! `comfy-warden user add|passwd|disable|enable|revoke|remove|list|show`: offline edits of the
+//! `comfy-warden user add|passwd|disable|enable|revoke|remove|list|show` (and `totp`,
+//! `totp-reset`, `recovery-codes` in `totp_cli`): offline edits of the
 //! writable users file through [`change::apply`] (a running daemon sees the file change and
 //! reloads). Passwords are prompted twice without echo on a terminal, or read as one line of
 //! stdin with `--password-stdin`, and hashed here; they never appear on the command line.
@@ -73,6 +74,24 @@ pub enum UserCommand {
         #[command(flatten)]
         dir: ConfigDir,
     },
+    /// Set up a second factor (TOTP): shows a QR code and a key, then asks for one code.
+    Totp {
+        name: String,
+        #[command(flatten)]
+        dir: ConfigDir,
+    },
+    /// Remove a user's second factor (secret and recovery codes in the state directory).
+    TotpReset {
+        name: String,
+        #[command(flatten)]
+        dir: ConfigDir,
+    },
+    /// Replace a user's recovery codes with ten new ones.
+    RecoveryCodes {
+        name: String,
+        #[command(flatten)]
+        dir: ConfigDir,
+    },
 }
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {
@@ -89,7 +108,10 @@ pub fn run(cmd: UserCommand) -> ExitCode {
         | UserCommand::Revoke { dir, .. }
         | UserCommand::Remove { dir, .. }
         | UserCommand::List { dir }
-        | UserCommand::Show { dir, .. } => dir.config.clone(),
+        | UserCommand::Show { dir, .. }
+        | UserCommand::Totp { dir, .. }
+        | UserCommand::TotpReset { dir, .. }
+        | UserCommand::RecoveryCodes { dir, .. } => dir.config.clone(),
     };
     let snap = match config::load(&dir) {
         Ok(s) => s,
@@ -98,6 +120,9 @@ pub fn run(cmd: UserCommand) -> ExitCode {
     match cmd {
         UserCommand::List { .. } => list(&snap),
         UserCommand::Show { name, .. } => show(&snap, &name),
+        UserCommand::Totp { name, .. } => super::totp_cli::enrol(&snap, &name),
+        UserCommand::TotpReset { name, .. } => super::totp_cli::reset(&snap, &name),
+        UserCommand::RecoveryCodes { name, .. } => super::totp_cli::recovery_codes(&snap, &name),
         UserCommand::Add {
             name,
             roles,
@@ -314,6 +339,10 @@ fn show(snap: &Snapshot, name: &str) -> ExitCode {
         } else {
             "none (identity provider only)"
         }
+    );
+    println!(
+        "second factor  {}",
+        super::totp_cli::describe(&snap.files.state_dir, u)
     );
     println!("namespace      {}", u.namespace);
     println!(

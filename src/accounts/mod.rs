@@ -8,6 +8,7 @@ pub mod cli;
 pub mod edit;
 pub mod file;
 pub mod setup;
+pub mod totp_cli;
 
 use crate::auth::roles::{Permission, Roles};
 use crate::config::{Files, User, UserMap, UserSource};

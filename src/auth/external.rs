@@ -35,6 +35,9 @@ pub fn user_for(snap: &Snapshot, name: &str, default: Option<&DefaultRoles>) -> 
         disabled: false,
         token_version: 0,
         namespace,
+        // An identity provider or gateway does its own second factor.
+        totp_secret: None,
+        require_totp: false,
     }))
 }
 

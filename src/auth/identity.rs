@@ -91,6 +91,10 @@ pub fn check_token(
     if user.disabled || user.token_version != claims.ver {
         return None;
     }
+    // A role requires a second factor the user has not set up yet: nothing until they do.
+    if super::second_factor::missing_required(&snap.files.state_dir, &user) {
+        return None;
+    }
     Some((user, claims))
 }
 
@@ -226,6 +230,9 @@ async fn basic_identity(
         && !u.disabled
         && app.basic_cache.hit(name, password, phc)
     {
+        if super::second_factor::beyond_password(&snap.files.state_dir, u) {
+            return Err(Reject::BasicNeedsToken);
+        }
         return Ok(Some(Identity {
             user: u.clone(),
             source: Source::Basic,
@@ -244,6 +251,11 @@ async fn basic_identity(
             .map_err(|_| Reject::Busy)?;
     match user {
         Some(u) if ok && !u.disabled => {
+            if super::second_factor::beyond_password(&snap.files.state_dir, &u) {
+                // Neither a success (the counters stay) nor a guess: the password was right.
+                tracing::info!(target: "audit", event = "basic_refused", user = %u.name, client_ip = %client_ip, reason = "second factor", "HTTP Basic refused: the user has a second factor");
+                return Err(Reject::BasicNeedsToken);
+            }
             if let Some(phc) = stored.as_deref() {
                 app.basic_cache.remember(name, password, phc);
             }

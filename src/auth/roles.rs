@@ -1,6 +1,6 @@
 //! Permissions and the roles that bundle them. Built-in roles (`admin`, `power`, `user`,
 //! `guest`) exist unless roles.toml redefines them; a user's permissions are the union of roles.
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -97,8 +97,9 @@ impl PermSet {
 }
 
 /// Role name → permissions. Starts from the built-in roles; roles.toml adds or replaces.
+/// Roles with `require_totp` are listed apart.
 #[derive(Debug, Clone)]
-pub struct Roles(BTreeMap<String, PermSet>);
+pub struct Roles(BTreeMap<String, PermSet>, BTreeSet<String>);
 
 impl Default for Roles {
     fn default() -> Self {
@@ -114,7 +115,7 @@ impl Default for Roles {
             PermSet::of(&[Run, Upload, ApiTokens, Settings]),
         );
         m.insert("guest".to_string(), PermSet::of(&[Settings]));
-        Roles(m)
+        Roles(m, BTreeSet::new())
     }
 }
 
@@ -129,6 +130,15 @@ impl Roles {
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.0.keys().map(String::as_str)
+    }
+
+    /// Marks a role as requiring a second factor (roles.toml `require_totp = true`).
+    pub fn require_totp(&mut self, name: &str) {
+        self.1.insert(name.to_owned());
+    }
+
+    pub fn requires_totp(&self, name: &str) -> bool {
+        self.1.contains(name)
     }
 }
 

@@ -97,7 +97,7 @@ pub struct Files {
     pub roles: Option<PathBuf>,
     pub ip_rules: Option<PathBuf>,
     pub state_dir: PathBuf,
-    /// Files named by users' `password_hash_file` (watched like the others).
+    /// Files named by users' `password_hash_file` and `totp_secret_file` (watched like the others).
     pub password_hash_files: Vec<PathBuf>,
 }
 
@@ -131,6 +131,11 @@ pub struct User {
     pub token_version: u64,
     /// Directory name of the user's files inside ComfyUI's input/output/temp folders.
     pub namespace: String,
+    /// The TOTP secret from `totp_secret_file` (one enrolled through comfy-warden lives in the
+    /// state directory instead: `auth::second_factor`).
+    pub totp_secret: Option<crate::auth::totp::Secret>,
+    /// One of the user's roles has `require_totp`.
+    pub require_totp: bool,
 }
 
 impl User {

@@ -337,6 +337,9 @@ pub struct RawUser {
     pub token_version: u64,
     /// Overrides the derived namespace directory name.
     pub namespace: Option<Spanned<String>>,
+    /// A file holding the user's TOTP secret (base32), read at load time like
+    /// `password_hash_file`.
+    pub totp_secret_file: Option<Spanned<String>>,
 }
 
 fn default_token_version() -> u64 {
@@ -382,6 +385,10 @@ pub struct RolesFile {
 #[serde(deny_unknown_fields)]
 pub struct RawRole {
     pub permissions: Vec<Spanned<String>>,
+    /// Users of this role must sign in with a second factor (TOTP); those without one enrol
+    /// right after their password.
+    #[serde(default)]
+    pub require_totp: bool,
 }
 
 // ---------------------------------------------------------------- ip-rules.toml

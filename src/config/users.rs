@@ -41,6 +41,9 @@ pub fn load_roles(path: Option<&Path>) -> Result<Roles, ConfigError> {
             })?;
             set = set.with(perm);
         }
+        if role.require_totp {
+            roles.require_totp(name.get_ref());
+        }
         roles.insert(name.into_inner(), set);
     }
     Ok(roles)
@@ -186,6 +189,9 @@ fn add_users(
             acc.hash_files,
         )
         .map_err(|(off, m)| at(off.unwrap_or(name.span().start), m))?;
+        let totp_secret = totp_secret(folder, u.totp_secret_file, acc.hash_files)
+            .map_err(|(off, m)| at(off, m))?;
+        let require_totp = u.roles.iter().any(|r| roles.requires_totp(r.get_ref()));
         let name: Arc<str> = Arc::from(name.into_inner());
         acc.users.insert(
             name.clone(),
@@ -198,6 +204,8 @@ fn add_users(
                 disabled: u.disabled,
                 token_version: u.token_version,
                 namespace,
+                totp_secret,
+                require_totp,
             }),
         );
     }
@@ -231,4 +239,22 @@ fn password_hash(
     raw::check_phc(phc).map_err(|m| (off, format!("{}: {m}", p.display())))?;
     hash_files.push(p);
     Ok(Some(phc.to_owned()))
+}
+
+/// The user's TOTP secret from `totp_secret_file` (base32; watched like a password hash file).
+/// Errors carry the offset of the key and never the file's content.
+fn totp_secret(
+    dir: &Path,
+    file: Option<toml::Spanned<String>>,
+    watched: &mut Vec<PathBuf>,
+) -> Result<Option<crate::auth::totp::Secret>, (usize, String)> {
+    let Some(file) = file else { return Ok(None) };
+    let off = file.span().start;
+    let p = super::paths::secret_path(file.get_ref(), dir).map_err(|m| (off, m))?;
+    let text = std::fs::read_to_string(&p)
+        .map_err(|e| (off, format!("cannot read {}: {e}", p.display())))?;
+    let secret = crate::auth::totp::Secret::from_base32(&text)
+        .map_err(|m| (off, format!("{}: {m}", p.display())))?;
+    watched.push(p);
+    Ok(Some(secret))
 }

@@ -77,6 +77,10 @@ const EVENTS: &[&str] = &[
     "csrf_refused",
     "token_issued",
     "token_revoked",
+    "totp_enrolled",
+    "totp_reset",
+    "recovery_code_used",
+    "basic_refused",
 ];
 
 impl Metrics {

@@ -2,7 +2,8 @@
 //! permission): `GET /warden/admin/users` (both users files, with active session counts),
 //! `POST /warden/admin/users` `{username, password?, roles?}`, `GET|PATCH|DELETE
 //! /warden/admin/users/{name}` (`{roles?, disabled?, password?, revoke?}`), and
-//! `GET /warden/admin/sessions`. Changes go through `accounts::change` on the writable users
+//! `GET /warden/admin/sessions`; `GET|DELETE /warden/admin/users/{name}/totp` (the second
+//! factor: `server::second_factor`). Changes go through `accounts::change` on the writable users
 //! file only (declarative users: 409), are refused when they would leave no administrator, and
 //! are live at once (the configuration is reloaded before the answer).
 use super::own_routes;
@@ -56,6 +57,9 @@ pub async fn handle(
         };
     }
     let raw = path.strip_prefix(USER_PREFIX).unwrap_or_default();
+    if let Some(target) = raw.strip_suffix(super::second_factor::ADMIN_SUFFIX) {
+        return Ok(super::second_factor::admin(snap, id, target, &method, client_ip).await);
+    }
     let name = percent_encoding::percent_decode_str(raw)
         .decode_utf8_lossy()
         .into_owned();

@@ -78,7 +78,7 @@ async fn route_request(
                 Method::POST if cross_site(&conn, &snap, &req) => {
                     Err(refuse_cross_site(None, ip, &path))
                 }
-                Method::POST => own_routes::login(&app, &snap, req, ip, conn.tls).await,
+                Method::POST => super::login::login(&app, &snap, req, ip, conn.tls).await,
                 _ => Err(Reject::MethodNotAllowed {
                     allow: "GET, HEAD, POST",
                 }),
@@ -86,6 +86,17 @@ async fn route_request(
         }
         p if super::oidc_routes::owns(p) => {
             return Ok(super::oidc_routes::handle(&app, &snap, req, ip, conn.tls).await);
+        }
+        super::second_factor::PATH => {
+            return match method {
+                Method::POST if cross_site(&conn, &snap, &req) => {
+                    Err(refuse_cross_site(None, ip, &path))
+                }
+                Method::POST => {
+                    Ok(super::second_factor::second_step(&app, &snap, req, ip, conn.tls).await)
+                }
+                _ => Err(Reject::MethodNotAllowed { allow: "POST" }),
+            };
         }
         "/warden/health" => return Ok(own_routes::health()),
         super::setup::PATH => return super::setup::handle(&app, &snap, req, ip).await,

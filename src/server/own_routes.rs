@@ -2,15 +2,11 @@
 //! `/warden/me`, `/warden/health` and the stylesheet of the pages.
 use crate::app::App;
 use crate::auth::identity::{self, Identity};
-use crate::auth::session::TokenKind;
-use crate::body::read_small_body;
 use crate::body::{self, Body};
 use crate::config::Snapshot;
 use crate::pages;
-use crate::reject::Reject;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
-use serde::Deserialize;
 use std::net::IpAddr;
 
 /// The one answer for every failed sign-in (see [`Reject::LoginFailed`]).
@@ -46,19 +42,6 @@ pub fn login_page(snap: &Snapshot, req: &Request<Incoming>) -> Response<Body> {
     pages::page(StatusCode::OK, add_button(html, snap, &next))
 }
 
-#[derive(Deserialize)]
-struct LoginForm {
-    username: String,
-    password: String,
-    #[serde(default)]
-    next: Option<String>,
-}
-
-enum Format {
-    Json,
-    Form,
-}
-
 pub fn session_cookie(
     name: &'static str,
     value: String,
@@ -75,129 +58,6 @@ pub fn session_cookie(
         ))
         .build();
     HeaderValue::from_str(&c.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
-pub async fn login(
-    app: &App,
-    snap: &Snapshot,
-    req: Request<Incoming>,
-    client_ip: IpAddr,
-    tls: bool,
-) -> Result<Response<Body>, Reject> {
-    let content_type = crate::body::content_type(req.headers());
-    let format = if content_type.starts_with("application/json") {
-        Format::Json
-    } else if content_type.starts_with("application/x-www-form-urlencoded") {
-        Format::Form
-    } else {
-        return Err(Reject::UnsupportedMediaType(
-            "send JSON {\"username\", \"password\"} or a form".into(),
-        ));
-    };
-    let (_, bytes) = read_small_body(req, snap.server.max_own_body).await?;
-    let parsed: Option<LoginForm> = match format {
-        Format::Json => serde_json::from_slice(&bytes).ok(),
-        Format::Form => serde_urlencoded_form(&bytes),
-    };
-    let Some(form) = parsed else {
-        return Err(Reject::BadRequest("send a username and a password".into()));
-    };
-    let next = safe_next(form.next.as_deref());
-    // A refused sign-in: JSON callers get the refusal, the form comes back with its words.
-    let refuse = |reject: Reject| match format {
-        Format::Json => Err(reject),
-        Format::Form => {
-            let mut r = pages::page(
-                reject.status(),
-                pages::login_page(&next, "", Some(&reject.message())),
-            );
-            if let Some(secs) = reject.retry_after() {
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            }
-            Ok(r)
-        }
-    };
-    // The lockout is decided before anything is hashed.
-    if let Some(wait) = app.lockout.check(&snap.lockout, &form.username, client_ip) {
-        tracing::debug!(client_ip = %client_ip, wait, "sign-in refused: locked out");
-        return refuse(Reject::Locked { retry_after: wait });
-    }
-    let user = snap.user(&form.username).cloned();
-    let stored = user.as_ref().and_then(|u| u.password_hash.as_deref());
-    let verified = if form.password.len() > crate::auth::password::MAX_LEN {
-        Ok(false)
-    } else {
-        app.passwords.verify(stored, &form.password).await
-    };
-    let ok = match verified {
-        Ok(ok) => ok,
-        Err(crate::auth::password::Busy) => return refuse(Reject::Busy),
-    };
-    let user = match user {
-        Some(u) if ok && !u.disabled => u,
-        _ => {
-            // Only configured names are logged: a password typed into the name field must not be.
-            let known = snap.user(&form.username).map(|u| &*u.name);
-            tracing::warn!(target: "audit", event = "login_failed", user = known, client_ip = %client_ip, route = "/login", reason = "invalid credentials", "failed sign-in");
-            crate::guard::lockout::record_failure(&app.lockout, snap, &form.username, client_ip);
-            return refuse(Reject::LoginFailed);
-        }
-    };
-    app.lockout.success(&user.name, client_ip);
-    let (token, claims) = match app.keys.issue(
-        &user.name,
-        user.token_version,
-        snap.auth.session_ttl,
-        TokenKind::Session,
-    ) {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot sign a session");
-            return Err(Reject::Internal("cannot create a session right now".into()));
-        }
-    };
-    app.sessions.started(&claims);
-    tracing::info!(target: "audit", event = "login_ok", user = %user.name, client_ip = %client_ip, "signed in");
-    let cookie = session_cookie(
-        identity::cookie_name(tls),
-        token.clone(),
-        tls,
-        snap.auth.session_ttl,
-    );
-    let mut resp = match format {
-        Format::Json => body::json(
-            StatusCode::OK,
-            &serde_json::json!({
-                "jwt_token": token,
-                "token_type": "Bearer",
-                "expires_in": snap.auth.session_ttl.as_secs(),
-                "user": &*user.name,
-            }),
-        ),
-        Format::Form => body::redirect(StatusCode::SEE_OTHER, &next),
-    };
-    resp.headers_mut().append(header::SET_COOKIE, cookie);
-    Ok(resp)
-}
-
-fn serde_urlencoded_form(bytes: &[u8]) -> Option<LoginForm> {
-    let mut username = None;
-    let mut password = None;
-    let mut next = None;
-    for (k, v) in form_urlencoded::parse(bytes) {
-        match &*k {
-            "username" if username.is_none() => username = Some(v.into_owned()),
-            "password" if password.is_none() => password = Some(v.into_owned()),
-            "next" if next.is_none() => next = Some(v.into_owned()),
-            _ => {}
-        }
-    }
-    Some(LoginForm {
-        username: username?,
-        password: password?,
-        next,
-    })
 }
 
 pub fn logout(

@@ -250,3 +250,57 @@ async fn single_sign_on_reaches_the_canvas() {
         "no token of the provider reaches ComfyUI"
     );
 }
+
+/// The second factor in the browser (`tests/browser/totp.mjs`): a user whose role requires
+/// TOTP is led through enrolment right after the password (QR code, key, one code), sees the
+/// recovery codes once, and signs in again with a code and with a recovery code. Needs
+/// `oathtool` (scripts/install-tools) besides the browser.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_factor_in_the_browser() {
+    if ready().is_none() {
+        return;
+    }
+    let d = Double::start().await;
+    let cfg = TestConfig::new(&d.url())
+        .user(TestUser::new("dana", "dana-pw-e2e", &["secure"]))
+        .totp_role("secure", &["run", "settings"]);
+    let dir = tempfile::tempdir().unwrap();
+    cfg.write(dir.path());
+    let w = Warden::start_in(dir, &[]);
+    let artifacts = artifacts().join("totp");
+    let out = tokio::time::timeout(
+        Duration::from_secs(180),
+        tokio::process::Command::new("node")
+            .arg(root().join("tests/browser/totp.mjs"))
+            .env("WARDEN_URL", w.url(""))
+            .env("CHROMIUM", chromium())
+            .env("ARTIFACTS", &artifacts)
+            .env("USER_NAME", "dana")
+            .env("USER_PASSWORD", "dana-pw-e2e")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the browser test ran for more than 3 minutes")
+    .expect("run node");
+    println!("{}", String::from_utf8_lossy(&out.stdout));
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "the second-factor browser checks failed ({}); screenshots in {}; daemon log:\n{}",
+        out.status,
+        artifacts.display(),
+        w.log()
+    );
+    for name in ["totp-enrol.png", "totp-recovery-codes.png", "totp-code.png"] {
+        let len = std::fs::metadata(artifacts.join(name))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        assert!(len > 1000, "missing screenshot {name}");
+    }
+    let state = std::fs::read_to_string(w.path("state/totp/dana.json")).unwrap();
+    assert!(
+        state.contains("\"secret\""),
+        "enrolled in the state directory"
+    );
+}

@@ -11,6 +11,7 @@ mod auth_oidc;
 mod auth_permissions;
 mod auth_sources;
 mod auth_tokens;
+mod auth_totp;
 mod browser;
 mod cli_check;
 mod double_selftest;

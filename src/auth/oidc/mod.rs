@@ -135,6 +135,9 @@ pub fn session_user(snap: &Snapshot, name: &str, groups: &[String]) -> Result<Ar
             disabled: false,
             token_version: u.token_version,
             namespace: u.namespace.clone(),
+            // The provider vouches for the sign-in, its own second factor included.
+            totp_secret: None,
+            require_totp: false,
         },
         None => {
             let namespace = crate::tenancy::namespace::derive(name);
@@ -150,6 +153,8 @@ pub fn session_user(snap: &Snapshot, name: &str, groups: &[String]) -> Result<Ar
                 disabled: false,
                 token_version: 0,
                 namespace,
+                totp_secret: None,
+                require_totp: false,
             }
         }
     };

@@ -461,6 +461,15 @@ impl TestConfig {
         self.files(|f| f.roles("roles.toml"))
     }
 
+    /// A role in roles.toml whose users must sign in with a second factor (`require_totp`).
+    pub fn totp_role(self, name: &str, permissions: &[&str]) -> Self {
+        let mut cfg = self.role(name, permissions);
+        if let Some(Value::Table(role)) = cfg.roles.get_mut(name) {
+            role.insert("require_totp".into(), Value::Boolean(true));
+        }
+        cfg
+    }
+
     /// Escape hatch for configurations the daemon must refuse: sets `dotted_key` (like
     /// `"lockout.bans_after"`) in `warden.toml` to any value, bypassing the typed setters.
     pub fn unchecked_key(mut self, dotted_key: &str, value: impl ToToml) -> Self {
