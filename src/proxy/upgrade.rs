@@ -8,7 +8,7 @@ use crate::app::App;
 use crate::auth::identity::{Identity, still_valid};
 use crate::body::{self, Body};
 use crate::config::Snapshot;
-use crate::tenancy::events::SocketFilter;
+use crate::tenancy::events::{SocketFilter, Upstream};
 use crate::tenancy::tenant::Tenant;
 use futures_util::{SinkExt, StreamExt};
 use http::{HeaderValue, Request, Response, StatusCode, header};
@@ -90,7 +90,7 @@ pub async fn relay(
             .find(|(k, _)| k == "clientId")
             .map(|(_, v)| v.into_owned())
     });
-    let sid = app
+    let (sid, reconnect) = app
         .tenancy
         .live
         .socket_sid(&ident.user.name, proposed.as_deref());
@@ -183,7 +183,19 @@ pub async fn relay(
                 )
                 .await;
                 app.counters.websockets.fetch_add(1, Ordering::Relaxed);
-                let filter = SocketFilter::new(Tenant::new(&app, &ident.user));
+                let mut filter = SocketFilter::new(Tenant::new(&app, &ident.user));
+                if reconnect {
+                    // Fetched now, after the upstream socket connected: see `seed_from_queue`.
+                    let snap = app.config.get();
+                    if let Ok(q) = app
+                        .tenancy
+                        .live
+                        .queue_since(&snap, std::time::Instant::now())
+                        .await
+                    {
+                        filter.seed_from_queue(&q, &sid);
+                    }
+                }
                 pump(&app, &ident, filter, downstream, upstream).await;
                 app.counters.websockets.fetch_sub(1, Ordering::Relaxed);
                 app.tenancy.live.socket_closed(&sid);
@@ -230,7 +242,13 @@ async fn pump<D, U>(
                 Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => {
                     if filter.client_frame(&m) && up_tx.send(m).await.is_err() { break }
                 }
-                Some(Ok(Message::Close(c))) => { let _ = up_tx.send(Message::Close(c)).await; break }
+                Some(Ok(Message::Close(c))) => {
+                    // The library queued the answer to the client's Close: send it (a dropped
+                    // connection would read as 1006 to the client), then tell ComfyUI.
+                    let _ = down_tx.close().await;
+                    let _ = up_tx.send(Message::Close(c)).await;
+                    break
+                }
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
                     // Pings are answered by the library; flush so the pong leaves now.
                     if down_tx.flush().await.is_err() { break }
@@ -239,10 +257,9 @@ async fn pump<D, U>(
             },
             m = up_rx.next() => match m {
                 Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => {
-                    if let Some(out) = filter.upstream_frame(m).await
-                        && down_tx.send(out).await.is_err()
-                    {
-                        break
+                    match filter.upstream_frame(m).await {
+                        Upstream::Forward(out) => if down_tx.send(out).await.is_err() { break },
+                        Upstream::Drop(_, _) => {}
                     }
                 }
                 Some(Ok(Message::Close(c))) => { let _ = down_tx.send(Message::Close(c)).await; break }
