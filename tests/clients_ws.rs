@@ -376,3 +376,50 @@ async fn a_clients_close_is_answered_with_a_close() {
     })
     .await;
 }
+
+/// What the relay decided is in the debug log: sockets opened and closed with their sid, and
+/// frames the filter dropped with the reason.
+#[tokio::test]
+async fn the_relay_logs_what_it_decides_at_debug() {
+    let t = tenants::start_with(PROGRESS_NODE_RULE).await;
+    t.d.enable_progress_node();
+    let mut a = ws::connect(t.w.addr, "/ws", &[("cookie", &t.alice)])
+        .await
+        .unwrap();
+    let mut b = ws::connect(t.w.addr, "/ws", &[("cookie", &t.bob)])
+        .await
+        .unwrap();
+    let alice_sid = sid_of(&mut a).await;
+    let bob_sid = sid_of(&mut b).await;
+    assert!(
+        t.w.wait_log(&format!("WebSocket opened sid={bob_sid}"), 0),
+        "{}",
+        t.w.log()
+    );
+    // Alice's progress text (type 3) is broadcast by ComfyUI: bob's socket drops it.
+    t.run(&t.alice, support::tenants::progress_graph()).await;
+    assert!(
+        t.w.wait_log(
+            &format!("frame from ComfyUI dropped sid={bob_sid} user=bob frame=binary:3"),
+            0
+        ),
+        "{}",
+        t.w.log()
+    );
+    let log = t.w.log();
+    assert!(
+        log.lines().any(|l| l.contains("frame from ComfyUI dropped")
+            && l.contains(&bob_sid)
+            && l.contains("none of the user's runs on this socket")),
+        "{log}"
+    );
+    a.close(None).await.unwrap();
+    assert!(
+        t.w.wait_log(
+            &format!("WebSocket closed sid={alice_sid} user=alice ended=closed by the client"),
+            0
+        ),
+        "{}",
+        t.w.log()
+    );
+}

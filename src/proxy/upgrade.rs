@@ -94,6 +94,9 @@ pub async fn relay(
         .tenancy
         .live
         .socket_sid(&ident.user.name, proposed.as_deref());
+    if proposed.as_deref().is_some_and(|p| p != sid) {
+        tracing::debug!(sid = %sid, user = %ident.user.name, "proposed clientId not taken (another user's, or not 1-64 of A-Za-z0-9_-): a new id is used");
+    }
     let pq = format!("{}?clientId={sid}", req.uri().path());
     let mut up_req = match tungstenite::client::IntoClientRequest::into_client_request(format!(
         "ws://{authority}{pq}"
@@ -196,9 +199,11 @@ pub async fn relay(
                         filter.seed_from_queue(&q, &sid);
                     }
                 }
-                pump(&app, &ident, filter, downstream, upstream).await;
+                tracing::debug!(sid = %sid, user = %ident.user.name, reconnect, running = ?filter.running(), "WebSocket opened");
+                let ended = pump(&app, &ident, &sid, filter, downstream, upstream).await;
                 app.counters.websockets.fetch_sub(1, Ordering::Relaxed);
                 app.tenancy.live.socket_closed(&sid);
+                tracing::debug!(sid = %sid, user = %ident.user.name, ended = %ended, "WebSocket closed");
             }
             Err(e) => tracing::debug!(error = %e, "client WebSocket upgrade failed"),
         }
@@ -225,10 +230,12 @@ fn close(code: CloseCode, reason: &'static str) -> Message {
 async fn pump<D, U>(
     app: &App,
     ident: &Identity,
+    sid: &str,
     mut filter: SocketFilter,
     downstream: WebSocketStream<D>,
     upstream: WebSocketStream<U>,
-) where
+) -> &'static str
+where
     D: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     U: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -240,33 +247,37 @@ async fn pump<D, U>(
         tokio::select! {
             m = down_rx.next() => match m {
                 Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => {
-                    if filter.client_frame(&m) && up_tx.send(m).await.is_err() { break }
+                    if !filter.client_frame(&m) {
+                        tracing::debug!(sid = %sid, user = %ident.user.name, "client frame dropped: only a first feature_flags frame goes to ComfyUI");
+                    } else if up_tx.send(m).await.is_err() { break "ComfyUI went away" }
                 }
                 Some(Ok(Message::Close(c))) => {
                     // The library queued the answer to the client's Close: send it (a dropped
                     // connection would read as 1006 to the client), then tell ComfyUI.
                     let _ = down_tx.close().await;
                     let _ = up_tx.send(Message::Close(c)).await;
-                    break
+                    break "closed by the client"
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
                     // Pings are answered by the library; flush so the pong leaves now.
-                    if down_tx.flush().await.is_err() { break }
+                    if down_tx.flush().await.is_err() { break "client went away" }
                 }
-                Some(Err(_)) | None => { let _ = up_tx.send(close(CloseCode::Away, "client went away")).await; break }
+                Some(Err(_)) | None => { let _ = up_tx.send(close(CloseCode::Away, "client went away")).await; break "client went away" }
             },
             m = up_rx.next() => match m {
                 Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => {
                     match filter.upstream_frame(m).await {
-                        Upstream::Forward(out) => if down_tx.send(out).await.is_err() { break },
-                        Upstream::Drop(_, _) => {}
+                        Upstream::Forward(out) => if down_tx.send(out).await.is_err() { break "client went away" },
+                        Upstream::Drop(why, kind) => {
+                            tracing::debug!(sid = %sid, user = %ident.user.name, frame = %kind, reason = why.reason(), "frame from ComfyUI dropped");
+                        }
                     }
                 }
-                Some(Ok(Message::Close(c))) => { let _ = down_tx.send(Message::Close(c)).await; break }
+                Some(Ok(Message::Close(c))) => { let _ = down_tx.send(Message::Close(c)).await; break "closed by ComfyUI" }
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
-                    if up_tx.flush().await.is_err() { break }
+                    if up_tx.flush().await.is_err() { break "ComfyUI went away" }
                 }
-                Some(Err(_)) | None => { let _ = down_tx.send(close(CloseCode::Error, "ComfyUI closed the connection")).await; break }
+                Some(Err(_)) | None => { let _ = down_tx.send(close(CloseCode::Error, "ComfyUI closed the connection")).await; break "ComfyUI went away" }
             },
             changed = generation.changed() => {
                 if changed.is_err() { continue }
@@ -275,13 +286,13 @@ async fn pump<D, U>(
                     tracing::info!(user = %ident.user.name, "closing WebSocket: access revoked by configuration");
                     let _ = down_tx.send(close(CloseCode::Policy, "access revoked")).await;
                     let _ = up_tx.send(close(CloseCode::Normal, "")).await;
-                    break;
+                    break "access revoked";
                 }
             }
             _ = crate::app::shutting_down(&mut shutdown) => {
                 let _ = down_tx.send(close(CloseCode::Away, "comfy-warden is restarting")).await;
                 let _ = up_tx.send(close(CloseCode::Away, "")).await;
-                break;
+                break "comfy-warden is shutting down";
             }
         }
     }
