@@ -148,6 +148,19 @@ fn bearer_identity(app: &App, snap: &Snapshot, token: &str) -> Option<Identity> 
     })
 }
 
+/// The identity a `?token=` proves (auth/query_token.rs): one of comfy-warden's own sessions
+/// or API tokens, checked as a Bearer token is; nothing else.
+pub fn query_token_identity(app: &App, snap: &Snapshot, token: &str) -> Option<Identity> {
+    if !app.keys.is_ours(token) {
+        return None;
+    }
+    check_token(&app.keys, &app.sessions, snap, token).map(|(user, claims)| Identity {
+        user,
+        source: Source::Bearer,
+        claims: Some(claims),
+    })
+}
+
 /// `peer` is the socket peer (a trusted gateway's own address), `client_ip` the resolved client.
 pub async fn authenticate(
     app: &App,

@@ -6,5 +6,6 @@ pub mod external;
 pub mod identity;
 pub mod keys;
 pub mod password;
+pub mod query_token;
 pub mod roles;
 pub mod session;

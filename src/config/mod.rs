@@ -88,6 +88,8 @@ pub struct Auth {
     pub session_ttl: Duration,
     pub max_token_ttl: Duration,
     pub basic: bool,
+    /// `?token=` is an identity on `/view` too (auth/query_token.rs).
+    pub query_token_view: bool,
     pub hash_concurrency: usize,
 }
 
@@ -357,6 +359,7 @@ pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
         session_ttl: w.auth.session_ttl.0,
         max_token_ttl: w.auth.max_token_ttl.0,
         basic: w.auth.basic,
+        query_token_view: w.auth.query_token_view,
         hash_concurrency: w
             .auth
             .hash_concurrency
