@@ -4,7 +4,10 @@
 //! networks), else the session cookie. A credential that is present but invalid
 //! never falls back to another source. Basic passwords go through the lockout like a login
 //! (checked before hashing, failures counted per user and address); an invalid Bearer token or
-//! cookie is not a password guess and is not counted.
+//! cookie is not a password guess and is not counted. A Basic password may also be one of the
+//! user's API tokens (`user:token`, for clients that only take a name and a password): a valid,
+//! unrevoked API token of that very user is accepted without hashing and without touching the
+//! lockout; anything else goes the password way.
 //! The token must still match the live configuration: the user exists, is enabled, and its
 //! `token_version` equals the token's `ver`; the token id is not revoked.
 use super::basic;
@@ -171,6 +174,19 @@ async fn bearer_identity(app: Verifiers<'_>, snap: &Snapshot, token: &str) -> Op
     })
 }
 
+/// The identity a `?token=` proves (auth/query_token.rs): one of comfy-warden's own sessions
+/// or API tokens, checked as a Bearer token is; nothing else.
+pub fn query_token_identity(app: Verifiers<'_>, snap: &Snapshot, token: &str) -> Option<Identity> {
+    if !app.keys.is_ours(token) {
+        return None;
+    }
+    check_token(app.keys, app.sessions, snap, token).map(|(user, claims)| Identity {
+        user,
+        source: Source::Bearer,
+        claims: Some(claims),
+    })
+}
+
 /// `peer` is the socket peer (a trusted gateway's own address), `client_ip` the resolved client.
 pub async fn authenticate(
     app: Verifiers<'_>,
@@ -217,6 +233,28 @@ pub async fn authenticate(
     )
 }
 
+/// A Basic password that is a valid API token (not a session) of the user named: signature,
+/// expiry, revocation and `token_version` checked by [`check_token`], the name compared in
+/// constant time.
+fn api_token_as_password(
+    app: Verifiers<'_>,
+    snap: &Snapshot,
+    name: &str,
+    token: &str,
+) -> Option<Identity> {
+    if !app.keys.is_ours(token) {
+        return None;
+    }
+    let (user, claims) = check_token(app.keys, app.sessions, snap, token)?;
+    let same_user: bool =
+        subtle::ConstantTimeEq::ct_eq(claims.sub.as_bytes(), name.as_bytes()).into();
+    (same_user && claims.typ == super::session::TokenKind::Api).then_some(Identity {
+        user,
+        source: Source::Basic,
+        claims: Some(claims),
+    })
+}
+
 async fn basic_identity(
     app: Verifiers<'_>,
     snap: &Snapshot,
@@ -224,6 +262,9 @@ async fn basic_identity(
     password: &str,
     client_ip: IpAddr,
 ) -> Result<Option<Identity>, Reject> {
+    if let Some(id) = api_token_as_password(app, snap, name, password) {
+        return Ok(Some(id));
+    }
     let user = snap.user(name).cloned();
     let stored: Option<String> = user.as_ref().and_then(|u| u.password_hash.clone());
     if let (Some(u), Some(phc)) = (&user, stored.as_deref())

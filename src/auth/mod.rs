@@ -8,6 +8,7 @@ pub mod identity;
 pub mod keys;
 pub mod oidc;
 pub mod password;
+pub mod query_token;
 pub mod roles;
 pub mod second_factor;
 pub mod session;

@@ -59,6 +59,7 @@ pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
         session_ttl: w.auth.session_ttl.0,
         max_token_ttl: w.auth.max_token_ttl.0,
         basic: w.auth.basic,
+        query_token_view: w.auth.query_token_view,
         hash_concurrency: w
             .auth
             .hash_concurrency

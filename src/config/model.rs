@@ -85,6 +85,8 @@ pub struct Auth {
     pub session_ttl: Duration,
     pub max_token_ttl: Duration,
     pub basic: bool,
+    /// `?token=` is an identity on `/view` too (auth/query_token.rs).
+    pub query_token_view: bool,
     pub hash_concurrency: usize,
 }
 

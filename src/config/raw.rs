@@ -175,6 +175,9 @@ pub struct RawAuth {
     /// Accept HTTP Basic credentials (for scripts).
     #[serde(default = "default_true")]
     pub basic: bool,
+    /// Accept `?token=` on `/view` (it is always accepted on the WebSocket).
+    #[serde(default)]
+    pub query_token_view: bool,
     /// How many password verifications may run at once (default: 2 × CPU cores).
     pub hash_concurrency: Option<usize>,
     /// Earlier signing keys, accepted for verification only (key rotation).
@@ -195,6 +198,7 @@ impl Default for RawAuth {
             session_ttl: default_session_ttl(),
             max_token_ttl: default_max_token_ttl(),
             basic: true,
+            query_token_view: false,
             hash_concurrency: None,
             previous_secret_files: Vec::new(),
             trusted_header: None,

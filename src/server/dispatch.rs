@@ -4,7 +4,7 @@
 //! counted in the metrics (route class, status) and, over TLS, carries HSTS.
 use super::own_routes;
 use crate::app::App;
-use crate::auth::identity;
+use crate::auth::{identity, query_token};
 use crate::body::{self, Body};
 use crate::guard::{client_ip, ip_rules};
 use crate::reject::Reject;
@@ -52,7 +52,7 @@ pub async fn handle(
 async fn route_request(
     app: Arc<App>,
     conn: Conn,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<Body>, Reject> {
     let snap = app.config.get();
     let ip = client_ip::resolve(conn.peer, req.headers(), &snap.server.trusted_proxies);
@@ -65,6 +65,13 @@ async fn route_request(
         return Err(Reject::AddressRefused);
     }
     let path = req.uri().path().to_owned();
+    // Out of the URI before anything reads it (ComfyUI, logs, redirects): auth/query_token.rs.
+    let query_token = if query_token::strips(&path) {
+        query_token::take(req.uri_mut())
+            .filter(|_| query_token::accepted(&path, snap.auth.query_token_view))
+    } else {
+        None
+    };
     let method = req.method().clone();
     if crate::tenancy::paths::is_ambiguous_request_path(&path) {
         return Err(Reject::AmbiguousPath);
@@ -108,15 +115,24 @@ async fn route_request(
         _ => {}
     }
 
-    let ident = identity::authenticate(
-        app.verifiers(),
-        &snap,
-        req.headers(),
-        conn.tls,
-        conn.peer.ip(),
-        ip,
-    )
-    .await?;
+    let ident = match query_token {
+        // An Authorization header wins; else the query token is the credential (an invalid
+        // one does not fall back to the cookie).
+        Some(t) if !req.headers().contains_key(header::AUTHORIZATION) => {
+            identity::query_token_identity(app.verifiers(), &snap, &t)
+        }
+        _ => {
+            identity::authenticate(
+                app.verifiers(),
+                &snap,
+                req.headers(),
+                conn.tls,
+                conn.peer.ip(),
+                ip,
+            )
+            .await?
+        }
+    };
 
     if let Some(id) = &ident
         && id.source == identity::Source::Cookie

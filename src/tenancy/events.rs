@@ -6,7 +6,10 @@
 //! - frames with a `prompt_id` (text, or binary type 4 metadata): only to its owner, with
 //!   namespaces stripped from outputs and errors;
 //! - frames without one (binary types 1 and 3, `display_component`, `executing`/`progress`
-//!   without id): only to the owner of the prompt running now;
+//!   without id): only while a prompt of the socket's user runs, as this socket's own stream
+//!   tells it (its `execution_start` … `execution_success`/`_error`/`_interrupted`). ComfyUI
+//!   sends every socket its frames in one order, so the stream itself says whose run a frame
+//!   belongs to; no process-wide "running prompt" or `/queue` snapshot decides it;
 //! - unknown types and `logs`: dropped for non-admins.
 //!
 //! From the client only the first text frame is passed on, and only if it is `feature_flags`.
@@ -23,6 +26,42 @@ pub struct SocketFilter {
     /// The live configuration (the upstream to ask for the queue).
     config: Arc<ConfigStore>,
     client_frames: usize,
+    /// The user's prompt running now as this socket's stream says (set by its
+    /// `execution_start`, cleared by its end or by another prompt's start).
+    running: Option<String>,
+    /// Whether a frame of the stream has been seen (a snapshot may seed `running` only before).
+    seen_events: bool,
+}
+
+/// Why a frame from ComfyUI was not passed on (for the debug log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dropped {
+    /// Not JSON, and the user does not see everything.
+    Unreadable,
+    /// It names a prompt of someone else.
+    OthersPrompt,
+    /// It names no prompt and no prompt of this user runs on this socket.
+    NotRunningHere,
+    /// A type this user does not get (`logs`, unknown types, unknown binary types).
+    Withheld,
+}
+
+impl Dropped {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Dropped::Unreadable => "not JSON",
+            Dropped::OthersPrompt => "another user's prompt",
+            Dropped::NotRunningHere => "names no prompt and none of the user's runs on this socket",
+            Dropped::Withheld => "a type this user does not get",
+        }
+    }
+}
+
+/// What the filter made of a frame from ComfyUI.
+pub enum Upstream {
+    Forward(Message),
+    /// Dropped, with the reason and the frame's type (`binary:N` for binary frames).
+    Drop(Dropped, String),
 }
 
 const TARGETED: &[&str] = &[
@@ -43,7 +82,30 @@ impl SocketFilter {
             tenant,
             config,
             client_frames: 0,
+            running: None,
+            seen_events: false,
         }
+    }
+
+    /// On a socket that reuses an id the user held (a reconnect), ComfyUI may be running a
+    /// prompt sent with that id: it then sends this socket the rest of the run without its
+    /// `execution_start`. `queue` must have been fetched after the upstream socket connected,
+    /// so anything later is in the stream, which is read after this (and wins).
+    pub fn seed_from_queue(&mut self, queue: &Value, sid: &str) {
+        if self.seen_events {
+            return;
+        }
+        if let Some((prompt_id, Some(client_id))) = super::live::running_prompt(queue)
+            && client_id == sid
+            && self.tenant.owns_prompt(&prompt_id)
+        {
+            self.running = Some(prompt_id);
+        }
+    }
+
+    /// The prompt of this user running now, as this socket's stream says.
+    pub fn running(&self) -> Option<&str> {
+        self.running.as_deref()
     }
 
     /// May this client frame go to ComfyUI?
@@ -63,32 +125,35 @@ impl SocketFilter {
     }
 
     fn owns_running(&self) -> bool {
-        self.tenant
-            .tenancy
-            .live
-            .running()
-            .is_some_and(|p| self.tenant.owns_prompt(&p))
+        self.running.is_some()
     }
 
-    fn track(&self, ty: &str, prompt_id: Option<&str>) {
-        let live = &self.tenant.tenancy.live;
+    /// Follows the run in stream order. ComfyUI runs one prompt at a time, so another prompt's
+    /// start (seen when it is broadcast) also ends ours.
+    fn track(&mut self, ty: &str, prompt_id: Option<&str>) {
         match (ty, prompt_id) {
-            ("execution_start", Some(p)) => live.set_running(Some(p.to_owned())),
-            ("execution_success" | "execution_error" | "execution_interrupted", Some(p)) => {
-                live.finished(p)
+            ("execution_start", Some(p)) => {
+                self.running = self.tenant.owns_prompt(p).then(|| p.to_owned());
+            }
+            ("execution_success" | "execution_error" | "execution_interrupted", Some(p))
+                if self.running.as_deref() == Some(p) =>
+            {
+                self.running = None;
             }
             _ => {}
         }
     }
 
-    /// What to send to the client for a frame from ComfyUI (`None`: nothing).
-    pub async fn upstream_frame(&mut self, msg: Message) -> Option<Message> {
+    /// What to send to the client for a frame from ComfyUI.
+    pub async fn upstream_frame(&mut self, msg: Message) -> Upstream {
         let arrived = std::time::Instant::now();
+        self.seen_events = true;
         match msg {
             Message::Text(t) => {
                 let mut v: Value = match serde_json::from_str(&t) {
                     Ok(v) => v,
-                    Err(_) => return self.tenant.sees_all.then_some(Message::Text(t)),
+                    Err(_) if self.tenant.sees_all => return Upstream::Forward(Message::Text(t)),
+                    Err(_) => return Upstream::Drop(Dropped::Unreadable, "text".into()),
                 };
                 let ty = v
                     .get("type")
@@ -102,26 +167,27 @@ impl SocketFilter {
                     .map(str::to_owned);
                 self.track(&ty, prompt_id.as_deref());
                 if self.tenant.sees_all {
-                    return Some(Message::Text(t));
+                    return Upstream::Forward(Message::Text(t));
                 }
-                let keep = match ty.as_str() {
+                let verdict = match ty.as_str() {
                     "status" => {
                         self.rewrite_status(&mut v, arrived).await;
-                        true
+                        Ok(())
                     }
-                    "feature_flags" => true,
+                    "feature_flags" => Ok(()),
                     t if TARGETED.contains(&t) => match &prompt_id {
-                        Some(p) => self.tenant.owns_prompt(p),
-                        None => {
-                            matches!(t, "executing" | "progress" | "progress_state")
-                                && self.owns_running()
+                        Some(p) if self.tenant.owns_prompt(p) => Ok(()),
+                        Some(_) => Err(Dropped::OthersPrompt),
+                        None if !matches!(t, "executing" | "progress" | "progress_state") => {
+                            Err(Dropped::Withheld)
                         }
+                        None => self.running_here(),
                     },
-                    "display_component" => self.owns_running(),
-                    _ => false,
+                    "display_component" => self.running_here(),
+                    _ => Err(Dropped::Withheld),
                 };
-                if !keep {
-                    return None;
+                if let Err(why) = verdict {
+                    return Upstream::Drop(why, ty);
                 }
                 if let Some(data) = v.get_mut("data") {
                     if let Some(out) = data.get_mut("output") {
@@ -136,20 +202,39 @@ impl SocketFilter {
                         filter::redact_all(data, &self.tenant.ns);
                     }
                 }
-                Some(Message::Text(v.to_string().into()))
+                Upstream::Forward(Message::Text(v.to_string().into()))
             }
             Message::Binary(b) => {
-                let keep = self.tenant.sees_all
-                    || match binary_type(&b) {
-                        Some(4) => {
-                            binary_prompt_id(&b).is_some_and(|p| self.tenant.owns_prompt(&p))
-                        }
-                        Some(1 | 3) => self.owns_running(),
-                        _ => false,
-                    };
-                keep.then_some(Message::Binary(b))
+                let ty = binary_type(&b);
+                let verdict = if self.tenant.sees_all {
+                    Ok(())
+                } else {
+                    match ty {
+                        Some(4) => match binary_prompt_id(&b) {
+                            Some(p) if self.tenant.owns_prompt(&p) => Ok(()),
+                            _ => Err(Dropped::OthersPrompt),
+                        },
+                        Some(1 | 3) => self.running_here(),
+                        _ => Err(Dropped::Withheld),
+                    }
+                };
+                match verdict {
+                    Ok(()) => Upstream::Forward(Message::Binary(b)),
+                    Err(why) => Upstream::Drop(
+                        why,
+                        format!("binary:{}", ty.map_or("?".into(), |t| t.to_string())),
+                    ),
+                }
             }
-            other => Some(other),
+            other => Upstream::Forward(other),
+        }
+    }
+
+    fn running_here(&self) -> Result<(), Dropped> {
+        if self.owns_running() {
+            Ok(())
+        } else {
+            Err(Dropped::NotRunningHere)
         }
     }
 

@@ -1,6 +1,8 @@
 //! What is happening now: which WebSocket client ids (sids) belong to whom, each user's sink sid,
-//! which prompt is running, and a short-lived shared copy of ComfyUI's queue (one fetch serves
-//! a burst of `status` frames on every socket).
+//! and a short-lived shared copy of ComfyUI's queue (one fetch serves a burst of `status` frames
+//! on every socket). Which prompt runs is not kept here: each socket's filter follows it in its
+//! own ordered event stream (`events.rs`), because one process-wide value, set from many streams
+//! and from `/queue` snapshots, can be overwritten by an older view.
 use crate::config::Snapshot;
 use crate::proxy::{forward, upstream::UpstreamError};
 use http::{Method, StatusCode};
@@ -10,6 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const MAX_SIDS: usize = 50_000;
+/// Sids one user may hold; past it their own oldest unconnected ones are forgotten (never
+/// another user's, so nobody can free someone else's id to claim it).
+const MAX_SIDS_PER_USER: usize = 256;
 /// A queue copy younger than this is reused.
 pub const QUEUE_FRESH: Duration = Duration::from_millis(150);
 
@@ -23,7 +28,6 @@ struct SidEntry {
 pub struct Live {
     sids: Mutex<HashMap<String, SidEntry>>,
     sinks: Mutex<HashMap<Arc<str>, String>>,
-    running: Mutex<Option<String>>,
     queue: tokio::sync::Mutex<Option<(Instant, Arc<Value>)>>,
 }
 
@@ -31,17 +35,64 @@ fn new_sid() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
+/// A client-chosen id comfy-warden passes on: what ComfyUI's clients make (UUIDs, hex, short
+/// names), nothing that needs escaping in a query or a log line.
+pub fn valid_client_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Bounds the table before `owner` adds a sid: first `owner`'s own oldest unconnected sid,
+/// then, at the global bound, every unconnected one.
+fn make_room(sids: &mut HashMap<String, SidEntry>, owner: &Arc<str>) {
+    let mut mine = 0;
+    let mut oldest: Option<(&String, Instant)> = None;
+    for (k, e) in sids.iter().filter(|(_, e)| e.owner == *owner) {
+        mine += 1;
+        if !e.connected && oldest.is_none_or(|(_, at)| e.at < at) {
+            oldest = Some((k, e.at));
+        }
+    }
+    if mine >= MAX_SIDS_PER_USER
+        && let Some(k) = oldest.map(|(k, _)| k.clone())
+    {
+        sids.remove(&k);
+    }
+    if sids.len() >= MAX_SIDS {
+        sids.retain(|_, e| e.connected);
+    }
+}
+
+/// The running item of a `/queue` answer as (prompt id, client id).
+pub fn running_prompt(queue: &Value) -> Option<(String, Option<String>)> {
+    let item = queue.get("queue_running")?.as_array()?.first()?;
+    let prompt_id = item.get(1)?.as_str()?.to_owned();
+    let client_id = item
+        .get(3)
+        .and_then(|e| e.get("client_id"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    Some((prompt_id, client_id))
+}
+
 impl Live {
-    /// The upstream client id for a new socket of `owner`: the proposed one when it is already
-    /// `owner`'s, else a fresh random one. Another user's id is never taken over.
-    pub fn socket_sid(&self, owner: &Arc<str>, proposed: Option<&str>) -> String {
+    /// The upstream client id for a new socket of `owner`, and whether `owner` held it before:
+    /// the proposed one when it is `owner`'s or nobody's (then `owner` claims it), else a fresh
+    /// random one. Another user's id is never taken over.
+    pub fn socket_sid(&self, owner: &Arc<str>, proposed: Option<&str>) -> (String, bool) {
         let mut sids = self.sids.lock().unwrap_or_else(|p| p.into_inner());
-        let sid = match proposed {
-            Some(p) if sids.get(p).is_some_and(|e| e.owner == *owner) => p.to_owned(),
-            _ => new_sid(),
+        let (sid, known) = match proposed.filter(|p| valid_client_id(p)) {
+            Some(p) => match sids.get(p) {
+                Some(e) if e.owner == *owner => (p.to_owned(), true),
+                Some(_) => (new_sid(), false),
+                None => (p.to_owned(), false),
+            },
+            None => (new_sid(), false),
         };
-        if sids.len() >= MAX_SIDS {
-            sids.retain(|_, e| e.connected);
+        if !known {
+            make_room(&mut sids, owner);
         }
         sids.insert(
             sid.clone(),
@@ -51,7 +102,7 @@ impl Live {
                 at: Instant::now(),
             },
         );
-        sid
+        (sid, known)
     }
 
     pub fn socket_closed(&self, sid: &str) {
@@ -73,16 +124,30 @@ impl Live {
             .map(|e| e.owner.clone())
     }
 
-    /// The `client_id` for a prompt of `owner`: the proposed sid when it is `owner`'s, else the
-    /// most recently connected socket of `owner`, else `owner`'s sink id (a sid with no socket:
-    /// ComfyUI then sends the run's events nowhere instead of broadcasting them).
+    /// The `client_id` for a prompt of `owner`: the proposed id when it is `owner`'s or nobody's
+    /// (then `owner` claims it, so a socket opened later with that id gets the run's events),
+    /// else the most recently connected socket of `owner`, else `owner`'s sink id (a sid with no
+    /// socket: ComfyUI then sends the run's events nowhere instead of broadcasting them).
     pub fn prompt_client_id(&self, owner: &Arc<str>, proposed: Option<&str>) -> String {
         {
-            let sids = self.sids.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(p) = proposed
-                && sids.get(p).is_some_and(|e| e.owner == *owner)
-            {
-                return p.to_owned();
+            let mut sids = self.sids.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(p) = proposed.filter(|p| valid_client_id(p)) {
+                match sids.get(p) {
+                    Some(e) if e.owner == *owner => return p.to_owned(),
+                    Some(_) => {}
+                    None => {
+                        make_room(&mut sids, owner);
+                        sids.insert(
+                            p.to_owned(),
+                            SidEntry {
+                                owner: owner.clone(),
+                                connected: false,
+                                at: Instant::now(),
+                            },
+                        );
+                        return p.to_owned();
+                    }
+                }
             }
             if let Some((sid, _)) = sids
                 .iter()
@@ -104,26 +169,7 @@ impl Live {
         sink
     }
 
-    pub fn set_running(&self, prompt_id: Option<String>) {
-        *self.running.lock().unwrap_or_else(|p| p.into_inner()) = prompt_id;
-    }
-
-    /// Clears the running prompt if it is `prompt_id`.
-    pub fn finished(&self, prompt_id: &str) {
-        let mut r = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        if r.as_deref() == Some(prompt_id) {
-            *r = None;
-        }
-    }
-
-    pub fn running(&self) -> Option<String> {
-        self.running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// ComfyUI's `/queue`, shared by everyone for [`QUEUE_FRESH`]. Also updates the running prompt.
+    /// ComfyUI's `/queue`, shared by everyone for [`QUEUE_FRESH`].
     pub async fn queue(
         &self,
         snap: &Snapshot,
@@ -156,13 +202,6 @@ impl Live {
         }
         let v: Value =
             serde_json::from_slice(&body).map_err(|e| UpstreamError::malformed("/queue", e))?;
-        let running = v
-            .get("queue_running")
-            .and_then(Value::as_array)
-            .and_then(|a| a.first())
-            .and_then(|i| i.get(1))
-            .and_then(Value::as_str);
-        self.set_running(running.map(str::to_owned));
         let v = Arc::new(v);
         *cached = Some((started, v.clone()));
         Ok(v)
@@ -183,9 +222,14 @@ mod tests {
         let live = Live::default();
         let alice: Arc<str> = Arc::from("alice");
         let bob: Arc<str> = Arc::from("bob");
-        let a = live.socket_sid(&alice, None);
-        assert_eq!(live.socket_sid(&alice, Some(&a)), a, "own id is reused");
-        let b = live.socket_sid(&bob, Some(&a));
+        let (a, known) = live.socket_sid(&alice, None);
+        assert!(!known);
+        assert_eq!(
+            live.socket_sid(&alice, Some(&a)),
+            (a.clone(), true),
+            "own id is reused"
+        );
+        let (b, _) = live.socket_sid(&bob, Some(&a));
         assert_ne!(b, a, "another user's id is never handed over");
         assert_eq!(live.sid_owner(&a).as_deref(), Some("alice"));
         assert_eq!(
@@ -203,5 +247,50 @@ mod tests {
             "the sink is stable"
         );
         assert_eq!(live.sid_owner(&sink).as_deref(), Some("bob"));
+    }
+
+    #[test]
+    fn unowned_ids_are_claimed_on_connect_and_on_prompt() {
+        let live = Live::default();
+        let alice: Arc<str> = Arc::from("alice");
+        let bob: Arc<str> = Arc::from("bob");
+        let id = "5c0e1d9e-8d1c-4c55-9a53-0c1f6c2a9b10";
+        assert_eq!(live.socket_sid(&alice, Some(id)), (id.to_owned(), false));
+        assert_eq!(live.prompt_client_id(&alice, Some(id)), id);
+        assert_ne!(live.socket_sid(&bob, Some(id)).0, id);
+        // Claimed by a prompt before any socket has it: the socket then gets it.
+        assert_eq!(live.prompt_client_id(&alice, Some("worker-2")), "worker-2");
+        assert_eq!(live.sid_owner("worker-2").as_deref(), Some("alice"));
+        assert_eq!(
+            live.socket_sid(&alice, Some("worker-2")),
+            ("worker-2".to_owned(), true)
+        );
+        assert_ne!(live.prompt_client_id(&bob, Some("worker-2")), "worker-2");
+        // Ids that would need escaping are never passed on.
+        for bad in ["", "a b", "x&clientId=y", &"z".repeat(65)] {
+            assert_ne!(live.socket_sid(&alice, Some(bad)).0, bad);
+            assert_ne!(live.prompt_client_id(&alice, Some(bad)), bad);
+        }
+    }
+
+    #[test]
+    fn a_user_bounds_only_their_own_ids() {
+        let live = Live::default();
+        let alice: Arc<str> = Arc::from("alice");
+        let bob: Arc<str> = Arc::from("bob");
+        let (bobs, _) = live.socket_sid(&bob, Some("bobs-old-id"));
+        live.socket_closed(&bobs);
+        for i in 0..(MAX_SIDS_PER_USER * 2) {
+            live.prompt_client_id(&alice, Some(&format!("a{i}")));
+        }
+        assert_eq!(live.sid_owner("bobs-old-id").as_deref(), Some("bob"));
+        let n = live
+            .sids
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|e| *e.owner == *"alice")
+            .count();
+        assert!(n <= MAX_SIDS_PER_USER, "{n}");
     }
 }

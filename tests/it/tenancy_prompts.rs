@@ -19,6 +19,14 @@ async fn the_graph_is_rewritten_into_the_namespace() {
     let t = tenants::start().await;
     t.upload(&t.alice, "/upload/image", &[], "cat.png", PNG)
         .await;
+    // Bob holds this client id (an id nobody holds would be claimed by alice's prompt).
+    let _bob_socket = support::ws::connect(
+        t.w.addr,
+        "/ws?clientId=someone-elses-socket",
+        &[("cookie", &t.bob)],
+    )
+    .await
+    .unwrap();
     let body = json!({
         "prompt": invert_graph("cat.png", "inverted"),
         "client_id": "someone-elses-socket",

@@ -10,7 +10,7 @@ use crate::config::Snapshot;
 use crate::proxy::headers::{self, Forwarding};
 use crate::proxy::upstream::UpstreamError;
 use crate::reject::Reject;
-use crate::tenancy::events::SocketFilter;
+use crate::tenancy::events::{SocketFilter, Upstream};
 use crate::tenancy::tenant::Tenant;
 use futures_util::{SinkExt, StreamExt};
 use http::{HeaderValue, Request, Response, StatusCode, header};
@@ -83,10 +83,13 @@ pub async fn relay(
             .find(|(k, _)| k == "clientId")
             .map(|(_, v)| v.into_owned())
     });
-    let sid = app
+    let (sid, reconnect) = app
         .tenancy
         .live
         .socket_sid(&ident.user.name, proposed.as_deref());
+    if proposed.as_deref().is_some_and(|p| p != sid) {
+        tracing::debug!(sid = %sid, user = %ident.user.name, "proposed clientId not taken (another user's, or not 1-64 of A-Za-z0-9_-): a new id is used");
+    }
     let pq = format!("{}?clientId={sid}", req.uri().path());
     let mut up_req = match tungstenite::client::IntoClientRequest::into_client_request(format!(
         "ws://{authority}{pq}"
@@ -163,11 +166,25 @@ pub async fn relay(
                 )
                 .await;
                 app.counters.websockets.fetch_add(1, Ordering::Relaxed);
-                let filter =
+                let mut filter =
                     SocketFilter::new(Tenant::new(&app.tenancy, &ident.user), app.config.clone());
-                pump(&app, &ident, filter, downstream, upstream).await;
+                if reconnect {
+                    // Fetched now, after the upstream socket connected: see `seed_from_queue`.
+                    let snap = app.config.get();
+                    if let Ok(q) = app
+                        .tenancy
+                        .live
+                        .queue_since(&snap, std::time::Instant::now())
+                        .await
+                    {
+                        filter.seed_from_queue(&q, &sid);
+                    }
+                }
+                tracing::debug!(sid = %sid, user = %ident.user.name, reconnect, running = ?filter.running(), "WebSocket opened");
+                let ended = pump(&app, &ident, &sid, filter, downstream, upstream).await;
                 app.counters.websockets.fetch_sub(1, Ordering::Relaxed);
                 app.tenancy.live.socket_closed(&sid);
+                tracing::debug!(sid = %sid, user = %ident.user.name, ended = %ended, "WebSocket closed");
             }
             Err(e) => tracing::debug!(error = %e, "client WebSocket upgrade failed"),
         }
@@ -194,10 +211,12 @@ fn close(code: CloseCode, reason: &'static str) -> Message {
 async fn pump<D, U>(
     app: &App,
     ident: &Identity,
+    sid: &str,
     mut filter: SocketFilter,
     downstream: WebSocketStream<D>,
     upstream: WebSocketStream<U>,
-) where
+) -> &'static str
+where
     D: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     U: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -209,28 +228,37 @@ async fn pump<D, U>(
         tokio::select! {
             m = down_rx.next() => match m {
                 Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => {
-                    if filter.client_frame(&m) && up_tx.send(m).await.is_err() { break }
+                    if !filter.client_frame(&m) {
+                        tracing::debug!(sid = %sid, user = %ident.user.name, "client frame dropped: only a first feature_flags frame goes to ComfyUI");
+                    } else if up_tx.send(m).await.is_err() { break "ComfyUI went away" }
                 }
-                Some(Ok(Message::Close(c))) => { let _ = up_tx.send(Message::Close(c)).await; break }
+                Some(Ok(Message::Close(c))) => {
+                    // The library queued the answer to the client's Close: send it (a dropped
+                    // connection would read as 1006 to the client), then tell ComfyUI.
+                    let _ = down_tx.close().await;
+                    let _ = up_tx.send(Message::Close(c)).await;
+                    break "closed by the client"
+                }
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
                     // Pings are answered by the library; flush so the pong leaves now.
-                    if down_tx.flush().await.is_err() { break }
+                    if down_tx.flush().await.is_err() { break "client went away" }
                 }
-                Some(Err(_)) | None => { let _ = up_tx.send(close(CloseCode::Away, "client went away")).await; break }
+                Some(Err(_)) | None => { let _ = up_tx.send(close(CloseCode::Away, "client went away")).await; break "client went away" }
             },
             m = up_rx.next() => match m {
                 Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => {
-                    if let Some(out) = filter.upstream_frame(m).await
-                        && down_tx.send(out).await.is_err()
-                    {
-                        break
+                    match filter.upstream_frame(m).await {
+                        Upstream::Forward(out) => if down_tx.send(out).await.is_err() { break "client went away" },
+                        Upstream::Drop(why, kind) => {
+                            tracing::debug!(sid = %sid, user = %ident.user.name, frame = %kind, reason = why.reason(), "frame from ComfyUI dropped");
+                        }
                     }
                 }
-                Some(Ok(Message::Close(c))) => { let _ = down_tx.send(Message::Close(c)).await; break }
+                Some(Ok(Message::Close(c))) => { let _ = down_tx.send(Message::Close(c)).await; break "closed by ComfyUI" }
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
-                    if up_tx.flush().await.is_err() { break }
+                    if up_tx.flush().await.is_err() { break "ComfyUI went away" }
                 }
-                Some(Err(_)) | None => { let _ = down_tx.send(close(CloseCode::Error, "ComfyUI closed the connection")).await; break }
+                Some(Err(_)) | None => { let _ = down_tx.send(close(CloseCode::Error, "ComfyUI closed the connection")).await; break "ComfyUI went away" }
             },
             changed = generation.changed() => {
                 if changed.is_err() { continue }
@@ -239,13 +267,13 @@ async fn pump<D, U>(
                     tracing::info!(user = %ident.user.name, "closing WebSocket: access revoked by configuration");
                     let _ = down_tx.send(close(CloseCode::Policy, "access revoked")).await;
                     let _ = up_tx.send(close(CloseCode::Normal, "")).await;
-                    break;
+                    break "access revoked";
                 }
             }
             _ = crate::shutdown::shutting_down(&mut shutdown) => {
                 let _ = down_tx.send(close(CloseCode::Away, "comfy-warden is restarting")).await;
                 let _ = up_tx.send(close(CloseCode::Away, "")).await;
-                break;
+                break "comfy-warden is shutting down";
             }
         }
     }

@@ -254,6 +254,7 @@ section!(
         max_token_ttl: &str,
         secret_file: &str,
         previous_secret_files: &[&str],
+        query_token_view: bool,
     }
 );
 

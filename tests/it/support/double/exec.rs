@@ -99,7 +99,10 @@ impl Graph {
         }
         let class = class_of(&self.prompt, id);
         let inputs = inputs_of(&self.prompt, id);
-        let is_changed = if is_image_loader(&class) {
+        let is_changed = if class == WS_IMAGE_NODE {
+            // `IS_CHANGED` returns `time.time()`: never cached.
+            Value::String(uuid::Uuid::new_v4().to_string())
+        } else if is_image_loader(&class) {
             match inputs.get("image").and_then(Value::as_str) {
                 Some(image) => {
                     let (name, dir) = annotated_filepath(image);
@@ -435,6 +438,9 @@ async fn run_prompt(shared: &Arc<Shared>, item: QueueItem) {
         if class == super::fixtures::PROGRESS_NODE {
             send_progress_frames(&g, &mut run, &node);
         }
+        if class == WS_IMAGE_NODE {
+            send_ws_images(&g, &mut run, &node);
+        }
         match execute_node(&mut g, &graph, &node) {
             Err(err) => {
                 execution_error(&g, &mut run, &graph, &node, *err, &current_outputs);
@@ -518,6 +524,59 @@ async fn run_prompt(shared: &Arc<Shared>, item: QueueItem) {
     }
 }
 
+/// `custom_nodes/websocket_image_save.py`, shipped with ComfyUI and loaded by default.
+pub const WS_IMAGE_NODE: &str = "SaveImageWebsocket";
+
+/// `SaveImageWebsocket.save_images`: for each image, `ProgressBar.update_absolute(step, total,
+/// ("PNG", img, None))`, i.e. what main.py's progress hook sends: `progress_state`, the image as
+/// a preview (type 4 with metadata to clients that asked for it, else type 1, format PNG), and
+/// `progress`, all to the prompt's client id. It has no UI output (no `executed`). The double's
+/// images are batches of one.
+fn send_ws_images(g: &Inner, run: &mut Run, node: &str) {
+    let client = run.client_id.clone();
+    run.set_progress(node, 0.0, 1.0, "running");
+    run.send_progress_state(g);
+    let metadata_ok = g.supports_preview_metadata(client.as_deref());
+    if metadata_ok {
+        g.send_binary(
+            preview_with_metadata(&run.prompt_id, node),
+            client.as_deref(),
+        );
+    }
+    g.send_json(
+        "progress",
+        json!({"value": 0, "max": 1, "prompt_id": run.prompt_id, "node": node}),
+        client.as_deref(),
+    );
+    if !metadata_ok {
+        g.send_binary(preview_png(), client.as_deref());
+    }
+}
+
+/// A type-4 preview frame: `[u32 4][u32 len][metadata JSON][PNG]`.
+fn preview_with_metadata(prompt_id: &str, node: &str) -> Vec<u8> {
+    let meta = json!({
+        "node_id": node, "prompt_id": prompt_id, "display_node_id": node,
+        "parent_node_id": null, "real_node_id": node, "image_type": "image/png",
+    });
+    let meta = pyjson::dumps(&meta).into_bytes();
+    let mut frame = Vec::with_capacity(8 + meta.len() + PNG_RESULT.len());
+    frame.extend_from_slice(&4u32.to_be_bytes());
+    frame.extend_from_slice(&(meta.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&meta);
+    frame.extend_from_slice(PNG_RESULT);
+    frame
+}
+
+/// A type-1 preview frame: `[u32 1][u32 2 = PNG][PNG]`.
+fn preview_png() -> Vec<u8> {
+    let mut frame = Vec::with_capacity(8 + PNG_RESULT.len());
+    frame.extend_from_slice(&1u32.to_be_bytes());
+    frame.extend_from_slice(&2u32.to_be_bytes());
+    frame.extend_from_slice(PNG_RESULT);
+    frame
+}
+
 /// Progress of a `ZZProgress` node: `progress_state`, preview (type 4 or 1), `progress`, and a
 /// `send_progress_text` frame (type 3, always broadcast). Real core nodes without a progress bar
 /// send none of these (checked against ComfyUI 0.3.64).
@@ -527,17 +586,10 @@ fn send_progress_frames(g: &Inner, run: &mut Run, node: &str) {
     run.send_progress_state(g);
     let metadata_ok = g.supports_preview_metadata(client.as_deref());
     if metadata_ok {
-        let meta = json!({
-            "node_id": node, "prompt_id": run.prompt_id, "display_node_id": node,
-            "parent_node_id": null, "real_node_id": node, "image_type": "image/png",
-        });
-        let meta = pyjson::dumps(&meta).into_bytes();
-        let mut frame = Vec::with_capacity(8 + meta.len() + PNG_RESULT.len());
-        frame.extend_from_slice(&4u32.to_be_bytes());
-        frame.extend_from_slice(&(meta.len() as u32).to_be_bytes());
-        frame.extend_from_slice(&meta);
-        frame.extend_from_slice(PNG_RESULT);
-        g.send_binary(frame, client.as_deref());
+        g.send_binary(
+            preview_with_metadata(&run.prompt_id, node),
+            client.as_deref(),
+        );
     }
     g.send_json(
         "progress",
@@ -545,11 +597,7 @@ fn send_progress_frames(g: &Inner, run: &mut Run, node: &str) {
         client.as_deref(),
     );
     if !metadata_ok {
-        let mut frame = Vec::with_capacity(8 + PNG_RESULT.len());
-        frame.extend_from_slice(&1u32.to_be_bytes());
-        frame.extend_from_slice(&2u32.to_be_bytes());
-        frame.extend_from_slice(PNG_RESULT);
-        g.send_binary(frame, client.as_deref());
+        g.send_binary(preview_png(), client.as_deref());
     }
     let text = format!("ComfyUI double: node {node} of prompt {}", run.prompt_id);
     let mut frame = Vec::new();

@@ -310,6 +310,17 @@ impl Double {
         self.shared.lock().progress_node = true;
     }
 
+    /// Make `GET /queue` wait `delay` before it reads the queue (as a busy ComfyUI does: its
+    /// answer then shows the queue of a later moment than the request).
+    pub fn set_queue_delay(&self, delay: std::time::Duration) {
+        self.shared.lock().queue_delay = delay;
+    }
+
+    /// Forget cached node results (what `POST /free {"free_memory":true}` does).
+    pub fn clear_cache(&self) {
+        self.shared.lock().cache.clear();
+    }
+
     /// A recording from `tests/fixtures/comfyui-0.3.64/` (`{"request","status","headers","body"}`).
     pub fn recording(name: &str) -> Value {
         fixtures::load(name)

@@ -236,7 +236,13 @@ async fn handle(shared: &Arc<Shared>, req: Req, route: R) -> Resp {
         R::HistoryGet => prompt::get_history(shared, &req),
         R::HistoryId(id) => prompt::get_history_id(shared, &id),
         R::HistoryPost => prompt::post_history(shared, &req).await,
-        R::QueueGet => Resp::json(&shared.lock().queue_json()),
+        R::QueueGet => {
+            let delay = shared.lock().queue_delay;
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            Resp::json(&shared.lock().queue_json())
+        }
         R::QueuePost => prompt::post_queue(shared, &req).await,
         R::Interrupt => prompt::post_interrupt(shared, &req).await,
         R::Free => prompt::post_free(shared, &req).await,

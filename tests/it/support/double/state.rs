@@ -135,6 +135,8 @@ pub struct Inner {
     pub progress_node: bool,
     pub released: Option<String>,
     pub pending_free: bool,
+    /// How long `GET /queue` waits before it reads the queue (a busy event loop).
+    pub queue_delay: std::time::Duration,
 }
 
 impl Default for Inner {
@@ -162,6 +164,7 @@ impl Inner {
             progress_node: false,
             released: None,
             pending_free: false,
+            queue_delay: std::time::Duration::ZERO,
         }
     }
 

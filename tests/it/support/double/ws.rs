@@ -113,6 +113,8 @@ where
                 break;
             }
         }
+        // aiohttp answers a client's Close with a Close (the library queued it; send it).
+        let _ = sink.close().await;
     });
     shared.track(writer.abort_handle());
     let mut first_message = true;
