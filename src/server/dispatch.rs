@@ -61,6 +61,19 @@ async fn route_request(
     }
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
+    if !path.starts_with('/') {
+        // Authority form (`GET host:port`) or `*`: not a resource comfy-warden serves.
+        return Ok(body::error_json(
+            StatusCode::BAD_REQUEST,
+            "the request target must be a path starting with '/'",
+        ));
+    }
+    if crate::tenancy::paths::has_encoded_unreserved(&path) {
+        return Ok(body::error_json(
+            StatusCode::BAD_REQUEST,
+            "the request path percent-encodes a letter, digit or one of '-._~'",
+        ));
+    }
     if crate::tenancy::paths::is_ambiguous_request_path(&path) {
         return Ok(body::error_json(
             StatusCode::BAD_REQUEST,

@@ -1,0 +1,92 @@
+//! Weak spots found by review and by trying comfy-warden as an attacker would (issue 17): each
+//! test here failed before its fix.
+mod support;
+use serde_json::json;
+use std::io::{Read, Write};
+use std::time::Duration;
+use support::tenants;
+
+/// ComfyUI (aiohttp) decodes `%70` to `p` before routing: a path that spells a route with
+/// encoded letters must not slip past the route table's checks.
+#[tokio::test]
+async fn encoded_letters_in_the_path_are_refused() {
+    let t = tenants::start().await;
+    for path in [
+        "/experiment/models/%70review/checkpoints/0/%2Fetc%2Fpasswd",
+        "/api/experiment/models/pr%65view/checkpoints/0/%2Fetc%2Fpasswd",
+        "/%66ree",
+        "/internal/%6Cogs",
+        "/view%5Fmetadata/x",
+    ] {
+        let r = t.get(&t.bob, path).await;
+        assert_eq!(r.status, 400, "{path}: {}", r.text());
+    }
+    assert!(
+        t.d.received()
+            .iter()
+            .all(|r| !r.path.contains("review") && !r.path.contains("%6")),
+        "{:?}",
+        t.d.received().iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
+    // Encoded characters that are not letters, digits or `-._~` still pass (file names with
+    // spaces, encoded slashes inside a userdata file name).
+    let r = t.get(&t.bob, "/userdata/workflows%2Fmy%20flow.json").await;
+    assert_ne!(r.status, 400, "{}", r.text());
+}
+
+/// A request target in authority form (`GET host:port HTTP/1.1`) has no path: it is refused,
+/// and the daemon keeps answering.
+#[tokio::test]
+async fn authority_form_targets_are_refused() {
+    let t = tenants::start().await;
+    let addr = t.w.url("").trim_start_matches("http://").to_string();
+    for target in [addr.as_str(), "*"] {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        write!(
+            s,
+            "GET {target} HTTP/1.1\r\nHost: {addr}\r\nCookie: {}\r\nConnection: close\r\n\r\n",
+            t.bob.trim_start_matches("cookie: ")
+        )
+        .unwrap();
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 400"), "{target}: {answer:?}");
+    }
+    assert_eq!(t.get(&t.bob, "/queue").await.status, 200);
+}
+
+/// `/userdata/{file}/move/{dest}`: both segments are cleaned as paths are (decoded twice, no
+/// `..`), so an escaping destination never reaches ComfyUI.
+#[tokio::test]
+async fn userdata_move_segments_are_cleaned() {
+    let t = tenants::start().await;
+    for path in [
+        "/userdata/a.json/move/%252E%252E%252Fusers.json",
+        "/api/userdata/a.json/move/..%252Fusers.json",
+        "/userdata/%252E%252E%252Fusers.json/move/b.json",
+        "/userdata/..%252Fu_alice%252Fcomfy.settings.json",
+    ] {
+        let r = t.post_json(&t.bob, path, &json!({})).await;
+        assert_eq!(r.status, 400, "{path}: {}", r.text());
+    }
+    assert!(
+        t.d.received()
+            .iter()
+            .all(|r| !r.path.contains("users.json") && !r.path.contains("settings.json")),
+        "{:?}",
+        t.d.received().iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
+    let r = t
+        .post_json(&t.bob, "/userdata/workflows%2Fa.json", &json!({"a": 1}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = t
+        .post_json(
+            &t.bob,
+            "/userdata/workflows%2Fa.json/move/workflows%2Fb.json",
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
