@@ -255,6 +255,17 @@ fn rewrite_node(id: &str, node: &mut Value, ctx: &Ctx) -> Result<(), Refusal> {
             "a node needs an object of inputs".into(),
         ));
     };
+    if !ctx.admin
+        && let Some((name, _)) = inputs.iter().find(|(_, v)| names_a_file(v))
+    {
+        // A literal `{filename, type}` dict (Preview3D's `camera_info`, say) is echoed back in
+        // the node's output: it is no one's file, so it cannot be an input either.
+        return Err(refuse(
+            class,
+            Some(name),
+            format!("'{name}' may not contain a file locator ({{filename, type}})"),
+        ));
+    }
     if let Some(rule) = rule {
         apply_rule(rule, inputs, ctx).map_err(|(input, msg)| refuse(class, Some(&input), msg))?;
     }
@@ -270,6 +281,18 @@ fn rewrite_node(id: &str, node: &mut Value, ctx: &Ctx) -> Result<(), Refusal> {
 }
 
 type InputError = (String, String);
+
+/// Does a literal input value hold a file-locator-shaped object (`filename` and `type`) at
+/// any depth?
+fn names_a_file(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => {
+            (m.contains_key("filename") && m.contains_key("type")) || m.values().any(names_a_file)
+        }
+        Value::Array(a) => a.iter().any(names_a_file),
+        _ => false,
+    }
+}
 
 /// The literal value of a path input: `None` when absent; links refused; `{"__value__": v}`
 /// unwrapped once (as ComfyUI does).
@@ -893,6 +916,34 @@ mod tests {
         );
         assert_eq!(inputs["width"], json!(1024));
         assert!(inputs.get(OWNER_INPUT).is_none());
+    }
+
+    #[test]
+    fn file_locators_are_no_input_values() {
+        let locator =
+            json!({"filename": "ComfyUI_temp_abcde_00001_.png", "subfolder": "", "type": "temp"});
+        let r = refused("Preview3D", "camera_info", locator.clone());
+        assert_eq!(r.input.as_deref(), Some("camera_info"));
+        refused(
+            "Preview3D",
+            "camera_info",
+            json!({"__value__": {"x": [locator.clone()]}}),
+        );
+        refused(
+            "Load3D",
+            "image",
+            json!({"image": "threed/i.png [temp]", "camera_info": locator.clone()}),
+        );
+        assert!(
+            run_with(
+                one("Preview3D", json!({"camera_info": locator})),
+                true,
+                &NodeRules::builtin(),
+                &catalog()
+            )
+            .is_ok(),
+            "admins may"
+        );
     }
 
     #[test]
