@@ -27,6 +27,17 @@ pub enum Source {
 }
 
 impl Source {
+    /// Does a browser attach this identity by itself, to requests other sites make it send?
+    /// The session cookie, cached HTTP Basic credentials and a gateway's header identity (the
+    /// gateway sets it from its own cookie) are; Bearer tokens and identity-provider JWTs are
+    /// only sent by code that holds them.
+    pub fn browser_attached(self) -> bool {
+        match self {
+            Source::Cookie | Source::Basic | Source::Header => true,
+            Source::Bearer | Source::External => false,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Source::Cookie => "cookie",

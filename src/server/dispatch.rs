@@ -135,7 +135,7 @@ async fn route_request(
     };
 
     if let Some(id) = &ident
-        && id.source == identity::Source::Cookie
+        && id.source.browser_attached()
         && cross_site(&conn, &snap, &req)
     {
         return Ok(refuse_cross_site(Some(&id.user.name), ip, &path));
