@@ -90,7 +90,7 @@ pub fn session_cookie(
     value: String,
     tls: bool,
     max_age: std::time::Duration,
-) -> HeaderValue {
+) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
     let c = cookie::Cookie::build((name, value))
         .http_only(true)
         .same_site(cookie::SameSite::Lax)
@@ -100,7 +100,7 @@ pub fn session_cookie(
             i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX),
         ))
         .build();
-    HeaderValue::from_str(&c.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
+    HeaderValue::from_str(&c.to_string())
 }
 
 pub async fn login(
@@ -204,12 +204,21 @@ pub async fn login(
     };
     app.sessions.started(&claims);
     tracing::info!(target: "audit", event = "login_ok", user = %user.name, client_ip = %client_ip, "signed in");
-    let cookie = session_cookie(
+    let cookie = match session_cookie(
         identity::cookie_name(tls),
         token.clone(),
         tls,
         snap.auth.session_ttl,
-    );
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode the session cookie");
+            return body::error_json(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot create a session right now",
+            );
+        }
+    };
     let mut resp = match format {
         Format::Json => body::json(
             StatusCode::OK,
@@ -261,12 +270,22 @@ pub fn logout(
             super::free_memory::after_last_session(app, &id.user.name, client_ip);
         }
     }
-    let clear = session_cookie(
+    let clear = match session_cookie(
         identity::cookie_name(tls),
         String::new(),
         tls,
         std::time::Duration::ZERO,
-    );
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            // The session is revoked all the same; the browser keeps a dead cookie.
+            tracing::error!(error = %e, "cannot encode the cookie that clears the session");
+            return body::error_json(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "signed out, but the session cookie could not be cleared",
+            );
+        }
+    };
     let mut resp = if body::wants_html(req.headers()) || is_form(req) {
         body::redirect(StatusCode::SEE_OTHER, "/login")
     } else {
@@ -306,4 +325,23 @@ pub fn method_not_allowed(allow: &'static str) -> Response<Body> {
 
 pub fn is_get(m: &Method) -> bool {
     m == Method::GET || m == Method::HEAD
+}
+
+#[cfg(test)]
+mod tests {
+    use super::session_cookie;
+    use std::time::Duration;
+
+    #[test]
+    fn a_cookie_that_cannot_be_encoded_is_an_error() {
+        let c = session_cookie("comfy_warden_session", "ok".into(), true, Duration::ZERO).unwrap();
+        assert!(c.to_str().unwrap().starts_with("comfy_warden_session=ok;"));
+        // A value a header cannot carry is an error, never an empty Set-Cookie.
+        for bad in ["line\nbreak", "nul\0"] {
+            assert!(
+                session_cookie("comfy_warden_session", bad.into(), false, Duration::ZERO).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
 }
