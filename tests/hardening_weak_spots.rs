@@ -90,3 +90,42 @@ async fn userdata_move_segments_are_cleaned() {
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
 }
+
+/// Polls `cond` for up to 30 s.
+async fn wait_for(what: &str, cond: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Provisioning locks per namespace: while ComfyUI is slow to create alice's user, bob's first
+/// request is provisioned and answered.
+#[tokio::test]
+async fn one_slow_provisioning_does_not_stall_another_user() {
+    let t = tenants::start().await;
+    t.d.close_gate("POST /users u_alice");
+    let (url, cookie) = (t.w.url("/api/embeddings"), t.alice.clone());
+    let alice = tokio::spawn(async move { support::http::get(&url, &[("cookie", &cookie)]).await });
+    wait_for("alice's provisioning to reach ComfyUI", || {
+        t.d.gate_arrivals("POST /users u_alice") == 1
+    })
+    .await;
+    let bob = tokio::time::timeout(Duration::from_secs(60), t.get(&t.bob, "/api/embeddings"))
+        .await
+        .expect("bob's request waited for alice's provisioning");
+    assert_eq!(bob.status, 200, "{}", bob.text());
+    assert!(!alice.is_finished(), "alice's request is still held");
+    t.d.open_gate("POST /users u_alice");
+    assert_eq!(alice.await.unwrap().status, 200);
+    let names: Vec<String> = t.d.users().into_iter().map(|(_, n)| n).collect();
+    assert_eq!(
+        names.iter().filter(|n| *n == "u_alice").count(),
+        1,
+        "{names:?}"
+    );
+}

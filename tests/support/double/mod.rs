@@ -253,6 +253,25 @@ impl Double {
         self.shared.release_wake.notify_waiters();
     }
 
+    /// Closes gate `key`: requests reaching it wait until [`Double::open_gate`]. Gates:
+    /// `"GET /history"`, `"POST /users <username>"`.
+    pub fn close_gate(&self, key: &str) {
+        lock(&self.shared.gates).insert(key.to_owned());
+    }
+
+    pub fn open_gate(&self, key: &str) {
+        lock(&self.shared.gates).remove(key);
+        self.shared.gate_wake.notify_waiters();
+    }
+
+    /// How many requests reached gate `key` so far (waiting or passed).
+    pub fn gate_arrivals(&self, key: &str) -> usize {
+        lock(&self.shared.gate_arrivals)
+            .get(key)
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// Let the running (held) prompt finish.
     pub fn release(&self) {
         {

@@ -30,6 +30,10 @@ pub struct Shared {
     /// A real frontend's `static` directory (`comfyui_frontend_package/static`), served at `/`
     /// instead of the synthesised bundle when set (see `frontend.rs`).
     pub frontend: std::sync::OnceLock<std::path::PathBuf>,
+    /// Closed gates (see [`Shared::pass_gate`]) and how many requests reached each gate.
+    pub gates: Mutex<std::collections::HashSet<String>>,
+    pub gate_arrivals: Mutex<HashMap<String, usize>>,
+    pub gate_wake: Notify,
 }
 
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -47,6 +51,22 @@ impl Shared {
             tasks: Mutex::new(Vec::new()),
             stopped: AtomicBool::new(false),
             frontend: std::sync::OnceLock::new(),
+            gates: Mutex::new(Default::default()),
+            gate_arrivals: Mutex::new(HashMap::new()),
+            gate_wake: Notify::new(),
+        }
+    }
+
+    /// Counts an arrival at gate `key` and waits while that gate is closed (tests use it to
+    /// make one answer slow without sleeping: `Double::close_gate` / `open_gate`).
+    pub async fn pass_gate(&self, key: &str) {
+        *lock(&self.gate_arrivals).entry(key.to_owned()).or_default() += 1;
+        loop {
+            let woken = self.gate_wake.notified();
+            if !lock(&self.gates).contains(key) {
+                return;
+            }
+            woken.await;
         }
     }
 
