@@ -129,3 +129,60 @@ async fn one_slow_provisioning_does_not_stall_another_user() {
         "{names:?}"
     );
 }
+
+/// One value of the daemon's metrics, read as the admin.
+async fn metric(t: &tenants::Tenants, name: &str) -> f64 {
+    let text = t.get(&t.root, "/warden/metrics").await.text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+}
+
+/// Concurrent `GET /history` requests (of different users) share one fetch of ComfyUI's whole
+/// history, as `/queue` does, and each still sees only its own entries.
+#[tokio::test]
+async fn concurrent_history_requests_share_one_upstream_fetch() {
+    let t = tenants::start().await;
+    let (alice_id, _) = t.run(&t.alice, tenants::preview_graph()).await;
+    let (bob_id, _) = t.run(&t.bob, tenants::preview_graph()).await;
+    let fetches = || t.d.received_path("/history").len();
+    let before = fetches();
+    t.d.close_gate("GET /history");
+    let mut asked = Vec::new();
+    for i in 0..6 {
+        let url = t.w.url("/api/history");
+        let who = if i % 2 == 0 {
+            t.alice.clone()
+        } else {
+            t.bob.clone()
+        };
+        asked.push(tokio::spawn(async move {
+            (i, support::http::get(&url, &[("cookie", &who)]).await)
+        }));
+    }
+    wait_for("the first fetch to reach ComfyUI", || {
+        t.d.gate_arrivals("GET /history") == 1
+    })
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while metric(&t, "comfy_warden_history_waiting").await < 5.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the other five requests never waited for the shared fetch"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    t.d.open_gate("GET /history");
+    for a in asked {
+        let (i, r) = a.await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        let (mine, theirs) = if i % 2 == 0 {
+            (&alice_id, &bob_id)
+        } else {
+            (&bob_id, &alice_id)
+        };
+        let h = r.json();
+        assert!(h.get(mine).is_some() && h.get(theirs).is_none(), "{i}: {h}");
+    }
+    assert_eq!(fetches() - before, 1, "one upstream fetch for six requests");
+}

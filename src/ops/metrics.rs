@@ -55,6 +55,8 @@ pub struct Metrics {
     bans_active: Gauge,
     reload_ok: Gauge,
     reload_time: Gauge<f64, AtomicU64>,
+    history_waiting: Gauge,
+    tasks: Gauge,
 }
 
 /// Audit events that are counted by name; anything else counts as "other".
@@ -155,6 +157,18 @@ impl Metrics {
             "1 when the last configuration (re)load succeeded",
             reload_ok.clone(),
         );
+        let history_waiting = Gauge::default();
+        r.register(
+            "history_waiting",
+            "GET /history requests waiting for the shared fetch of ComfyUI's history",
+            history_waiting.clone(),
+        );
+        let tasks = Gauge::default();
+        r.register(
+            "tasks_alive",
+            "Tasks alive on the worker runtimes (connections, relays, upstream calls)",
+            tasks.clone(),
+        );
         let reload_time = Gauge::<f64, AtomicU64>::default();
         r.register(
             "config_last_reload_success_timestamp_seconds",
@@ -178,6 +192,8 @@ impl Metrics {
             bans_active,
             reload_ok,
             reload_time,
+            history_waiting,
+            tasks,
         }
     }
 
@@ -269,6 +285,9 @@ pub fn render(app: &App) -> String {
     m.connections.set(gauge(app.connections.open()));
     m.bans_active.set(gauge(app.lockout.bans().len()));
     m.reload_ok.set(i64::from(app.config.status().ok));
+    m.history_waiting
+        .set(gauge(app.tenancy.live.history_waiting()));
+    m.tasks.set(gauge(crate::server::workers::tasks_alive()));
     let mut out = String::new();
     if prometheus_client::encoding::text::encode(&mut out, &m.registry).is_err() {
         out.clear();

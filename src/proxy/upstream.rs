@@ -14,7 +14,7 @@ use hyper_util::rt::TokioExecutor;
 use std::cell::RefCell;
 use std::time::Duration;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum UpstreamError {
     #[error("ComfyUI is unreachable: {0}")]
     Unreachable(String),

@@ -92,6 +92,19 @@ impl Workers {
     }
 }
 
+/// The worker runtimes, for the task gauge.
+static RUNTIMES: std::sync::Mutex<Vec<tokio::runtime::Handle>> = std::sync::Mutex::new(Vec::new());
+
+/// Tasks alive on every worker runtime (the `tasks_alive` gauge: a leak shows as growth).
+pub fn tasks_alive() -> usize {
+    RUNTIMES
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|h| h.metrics().num_alive_tasks())
+        .sum()
+}
+
 /// Starts `count` worker threads (`worker-0`, …). Called before the daemon reports READY.
 pub fn start(
     app: &Arc<App>,
@@ -104,6 +117,10 @@ pub fn start(
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
+        RUNTIMES
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(runtime.handle().clone());
         let (tx, rx) = mpsc::unbounded_channel();
         let (done_tx, done_rx) = oneshot::channel();
         let app = app.clone();

@@ -1,11 +1,14 @@
 //! What is happening now: which WebSocket client ids (sids) belong to whom, each user's sink sid,
 //! which prompt is running, and a short-lived shared copy of ComfyUI's queue (one fetch serves
-//! a burst of `status` frames on every socket).
+//! a burst of `status` frames on every socket), and one shared fetch of ComfyUI's `/history`
+//! for concurrent `GET /history` requests.
 use crate::config::Snapshot;
 use crate::proxy::{forward, upstream::UpstreamError};
+use bytes::Bytes;
 use http::{Method, StatusCode};
 use serde_json::Value;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,6 +28,11 @@ pub struct Live {
     sinks: Mutex<HashMap<Arc<str>, String>>,
     running: Mutex<Option<String>>,
     queue: tokio::sync::Mutex<Option<(Instant, Arc<Value>)>>,
+    /// The last `/history` fetch: when it ended and its body or error, kept only while
+    /// requests that arrived during it still wait for it (so one copy of up to 256 MiB serves
+    /// them all and none outlives them).
+    history: tokio::sync::Mutex<Option<(Instant, Result<Arc<Bytes>, UpstreamError>)>>,
+    history_waiting: AtomicUsize,
 }
 
 fn new_sid() -> String {
@@ -170,9 +178,46 @@ impl Live {
         Ok(v)
     }
 
-    /// Forgets the shared queue copy (after this process changed the queue).
+    /// Forgets the shared queue copy (after this process changed the queue or history).
     pub async fn queue_changed(&self) {
         *self.queue.lock().await = None;
+        *self.history.lock().await = None;
+    }
+
+    /// ComfyUI's whole `/history` body. Concurrent requests share one fetch: those arriving
+    /// while it runs wait for it and get the same bytes (or the same error).
+    pub async fn history(&self, snap: &Snapshot) -> Result<Arc<Bytes>, UpstreamError> {
+        let arrived = Instant::now();
+        self.history_waiting.fetch_add(1, Ordering::Relaxed);
+        let mut last = self.history.lock().await;
+        self.history_waiting.fetch_sub(1, Ordering::Relaxed);
+        // A fetch that ended after this request arrived ran while it waited: its answer (or
+        // error) is as fresh as one this request would have fetched itself.
+        let shared = match last.as_ref() {
+            Some((ended, result)) if *ended >= arrived => Some(result.clone()),
+            _ => None,
+        };
+        if let Some(result) = shared {
+            if self.history_waiting.load(Ordering::Relaxed) == 0 {
+                *last = None;
+            }
+            return result;
+        }
+        let fetched = match forward::call(snap, Method::GET, "/history", None, None).await {
+            Ok((StatusCode::OK, _, body)) => Ok(Arc::new(body)),
+            Ok((status, _, _)) => Err(UpstreamError::Unreachable(format!(
+                "/history answered {status}"
+            ))),
+            Err(e) => Err(e),
+        };
+        *last = (self.history_waiting.load(Ordering::Relaxed) > 0)
+            .then(|| (Instant::now(), fetched.clone()));
+        fetched
+    }
+
+    /// How many `GET /history` requests wait for the shared fetch right now (a gauge).
+    pub fn history_waiting(&self) -> usize {
+        self.history_waiting.load(Ordering::Relaxed)
     }
 }
 

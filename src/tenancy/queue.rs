@@ -192,7 +192,7 @@ pub async fn history_get(ctx: &Ctx<'_>, query: Option<&str>) -> Response<Body> {
             "max_items and offset must be integers",
         );
     };
-    let body = match ctx.call_ok(Method::GET, "/history", None).await {
+    let body = match ctx.app.tenancy.live.history(ctx.snap).await {
         Ok(b) => b,
         Err(e) => return ctx.upstream_failed(&e),
     };
