@@ -186,3 +186,53 @@ async fn concurrent_history_requests_share_one_upstream_fetch() {
     }
     assert_eq!(fetches() - before, 1, "one upstream fetch for six requests");
 }
+
+/// Sends `head` and then `body_len` bytes in slow chunks, as aiohttp's multipart upload does,
+/// and only then reads the answer: the status line must arrive, not a reset.
+fn refused_while_sending(addr: &str, head: &str, body_len: usize) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    let chunk = vec![b'x'; 64 * 1024];
+    let mut sent = 0;
+    while sent < body_len {
+        let n = chunk.len().min(body_len - sent);
+        if let Err(e) = s.write_all(&chunk[..n]) {
+            panic!("the connection broke after {sent} bytes of the body: {e}");
+        }
+        sent += n;
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let mut answer = Vec::new();
+    if let Err(e) = s.read_to_end(&mut answer) {
+        assert!(!answer.is_empty(), "no answer, only {e}");
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// A request refused before its body was read (401, 403) still gets its answer to a client
+/// that sends the whole body before reading: the connection lingers instead of being reset.
+#[tokio::test]
+async fn refused_requests_with_a_body_are_answered_not_reset() {
+    let t = tenants::start().await;
+    let addr = t.w.url("").trim_start_matches("http://").to_string();
+    let len = 3 * 1024 * 1024;
+    let unauthenticated = format!(
+        "POST /upload/image HTTP/1.1\r\nHost: {addr}\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: {len}\r\n\r\n"
+    );
+    let cross_site = format!(
+        "POST /upload/image HTTP/1.1\r\nHost: {addr}\r\nCookie: {}\r\nSec-Fetch-Site: cross-site\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: {len}\r\n\r\n",
+        t.alice
+    );
+    for (head, status) in [(unauthenticated, "401"), (cross_site, "403")] {
+        let a = addr.clone();
+        let answer = tokio::task::spawn_blocking(move || refused_while_sending(&a, &head, len))
+            .await
+            .unwrap();
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{status}: {answer:?}"
+        );
+    }
+}
