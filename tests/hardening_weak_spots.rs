@@ -236,3 +236,48 @@ async fn refused_requests_with_a_body_are_answered_not_reset() {
         );
     }
 }
+
+/// A sign-in flood from one address gets one password check per spacing slot: counted in
+/// hashes, not in time. The rest are refused with 429 and Retry-After, without hashing.
+#[tokio::test]
+async fn a_sign_in_flood_from_one_address_is_spaced() {
+    let t = tenants::start().await;
+    let hashes = || async {
+        t.get(&t.root, "/warden/admin/guard").await.json()["password_hashes"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = hashes().await;
+    let mut flood = Vec::new();
+    for i in 0..30 {
+        let url = t.w.url("/login");
+        flood.push(tokio::spawn(async move {
+            support::http::post_json(
+                &url,
+                &[],
+                &json!({"username": format!("nobody{i}"), "password": "wrong"}),
+            )
+            .await
+        }));
+    }
+    let mut refused = 0;
+    for f in flood {
+        let r = f.await.unwrap();
+        match r.status.as_u16() {
+            401 => {}
+            429 => {
+                assert!(r.header("retry-after").is_some());
+                refused += 1;
+            }
+            s => panic!("unexpected {s}: {}", r.text()),
+        }
+    }
+    let checked = hashes().await - before;
+    // 1 s of slots at 100 ms (11), and the slots that free up while the flood is answered.
+    assert!(checked <= 20, "{checked} password checks for one address");
+    assert_eq!(
+        checked + refused,
+        30,
+        "checked {checked}, refused {refused}"
+    );
+}

@@ -225,6 +225,13 @@ async fn basic_identity(
         tracing::debug!(client_ip = %client_ip, wait, "HTTP Basic refused: locked out");
         return Err(Refusal::Locked(wait));
     }
+    if password.len() <= super::password::MAX_LEN {
+        let Some(wait) = app.lockout.spacing.reserve(client_ip) else {
+            tracing::debug!(client_ip = %client_ip, "HTTP Basic refused: too many password checks from this address");
+            return Err(Refusal::Busy);
+        };
+        tokio::time::sleep(wait).await;
+    }
     let ok = password.len() <= super::password::MAX_LEN
         && app
             .passwords

@@ -173,6 +173,8 @@ pub struct Lockout {
     bans: RwLock<HashMap<Subject, u64>>,
     dirty: AtomicBool,
     state_dir: PathBuf,
+    /// The minimum spacing between password checks per address.
+    pub spacing: super::spacing::Spacing,
 }
 
 impl Lockout {
@@ -205,6 +207,7 @@ impl Lockout {
             bans: RwLock::new(bans),
             dirty: AtomicBool::new(false),
             state_dir: state_dir.to_path_buf(),
+            spacing: Default::default(),
         }
     }
 
