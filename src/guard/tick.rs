@@ -33,14 +33,17 @@ pub fn run_once(app: &App) {
     apply_unban_requests(app);
     app.lockout.prune(&app.config.get().lockout);
     if let Err(e) = app.lockout.save_if_dirty() {
-        tracing::error!(error = %e, "cannot write the lockout snapshot");
+        tracing::error!(error = %e, "cannot write the lockout snapshot; serving on, retrying every round");
+        crate::ops::metrics::global().snapshot_failed();
     }
     if let Err(e) = app.tenancy.ledger.save_if_dirty() {
-        tracing::error!(error = %e, "cannot write the ledger snapshot");
+        tracing::error!(error = %e, "cannot write the ledger snapshot; serving on, retrying every round");
+        crate::ops::metrics::global().snapshot_failed();
     }
     app.sessions.prune();
     if let Err(e) = app.sessions.save_if_dirty() {
-        tracing::error!(error = %e, "cannot write the token snapshot");
+        tracing::error!(error = %e, "cannot write the token snapshot; serving on, retrying every round");
+        crate::ops::metrics::global().snapshot_failed();
     }
 }
 

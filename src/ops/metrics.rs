@@ -57,6 +57,7 @@ pub struct Metrics {
     reload_time: Gauge<f64, AtomicU64>,
     history_waiting: Gauge,
     tasks: Gauge,
+    snapshot_failures: Counter,
 }
 
 /// Audit events that are counted by name; anything else counts as "other".
@@ -163,6 +164,12 @@ impl Metrics {
             "GET /history requests waiting for the shared fetch of ComfyUI's history",
             history_waiting.clone(),
         );
+        let snapshot_failures = Counter::default();
+        r.register(
+            "snapshot_write_failures",
+            "State snapshots (lockout, ledger, tokens) that could not be written (disk full, read-only)",
+            snapshot_failures.clone(),
+        );
         let tasks = Gauge::default();
         r.register(
             "tasks_alive",
@@ -194,6 +201,7 @@ impl Metrics {
             reload_time,
             history_waiting,
             tasks,
+            snapshot_failures,
         }
     }
 
@@ -203,6 +211,11 @@ impl Metrics {
         self.worker_connections
             .get_or_create(&WorkerLabel { worker })
             .clone()
+    }
+
+    /// A state snapshot could not be written (the daemon keeps serving and retries).
+    pub fn snapshot_failed(&self) {
+        self.snapshot_failures.inc();
     }
 
     pub fn request(&self, route: &'static str, status: u16) {

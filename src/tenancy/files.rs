@@ -218,10 +218,13 @@ fn field_part(boundary: &str, name: &str, value: &str) -> Bytes {
 
 type Tx = tokio::sync::mpsc::Sender<Result<Frame<Bytes>, BoxError>>;
 
+/// The pump's error when ComfyUI's side of the upload went away (not the client's fault).
+const UPSTREAM_STOPPED: &str = "ComfyUI stopped reading the upload";
+
 async fn emit(tx: &Tx, b: Bytes) -> Result<(), String> {
     tx.send(Ok(Frame::data(b)))
         .await
-        .map_err(|_| "ComfyUI stopped reading the upload".to_string())
+        .map_err(|_| UPSTREAM_STOPPED.to_string())
 }
 
 /// Reads the client's multipart stream and writes the rebuilt one into `tx`: the file part as
@@ -390,6 +393,13 @@ pub async fn upload(ctx: &Ctx<'_>, req: Request<Incoming>, mask: bool) -> Respon
         Ok(Ok(u)) => u,
         Ok(Err(_)) if over.load(std::sync::atomic::Ordering::Relaxed) => {
             return too_large(ctx, limit);
+        }
+        Ok(Err(reason)) if reason == UPSTREAM_STOPPED && sent.is_err() => {
+            // ComfyUI died or broke the connection mid-upload: a 502/504, not the client's 400.
+            return match &sent {
+                Err(e) => ctx.upstream_failed(e),
+                Ok(_) => body::error_json(StatusCode::BAD_GATEWAY, UPSTREAM_STOPPED),
+            };
         }
         Ok(Err(reason)) => {
             tracing::info!(target: "audit", event = "upload_refused", user = %ctx.owner(), client_ip = %ctx.client_ip, reason = %reason, "upload refused");

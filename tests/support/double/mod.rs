@@ -178,6 +178,20 @@ impl Double {
         self.shared.lock().sockets.clear();
     }
 
+    /// ComfyUI coming back after [`Double::stop`]: listens on the same address again with its
+    /// state (users, files, history) kept, as a restarted ComfyUI keeps its disk.
+    pub async fn restart(&self) {
+        let listener = TcpListener::bind(self.addr)
+            .await
+            .expect("bind the ComfyUI double again");
+        *lock(&self.shared.listener) = Some(listener);
+        self.shared.stopped.store(false, Ordering::SeqCst);
+        let accept = tokio::spawn(server::accept_loop(self.shared.clone()));
+        self.shared.track(accept.abort_handle());
+        let worker = tokio::spawn(exec::worker(self.shared.clone()));
+        self.shared.track(worker.abort_handle());
+    }
+
     /// Like `POST /users {"username": name}`; returns the new id (or the existing id when
     /// the name is already taken).
     pub fn add_user(&self, name: &str) -> String {
