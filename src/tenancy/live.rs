@@ -31,9 +31,12 @@ pub struct Live {
     /// The last `/history` fetch: when it ended and its body or error, kept only while
     /// requests that arrived during it still wait for it (so one copy of up to 256 MiB serves
     /// them all and none outlives them).
-    history: tokio::sync::Mutex<Option<(Instant, Result<Arc<Bytes>, UpstreamError>)>>,
+    history: tokio::sync::Mutex<Option<(Instant, HistoryFetch)>>,
     history_waiting: AtomicUsize,
 }
+
+/// One `/history` fetch: the body shared by its readers, or its error.
+type HistoryFetch = Result<Arc<Bytes>, UpstreamError>;
 
 fn new_sid() -> String {
     uuid::Uuid::new_v4().simple().to_string()
