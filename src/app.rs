@@ -61,8 +61,10 @@ impl App {
             sessions: self.sessions.active().len(),
             websockets: self.counters.websockets.load(Ordering::Relaxed),
             connections: self.connections.open(),
+            history_waiting: self.tenancy.live.history_waiting(),
             bans_active: self.lockout.bans().len(),
             reload_ok: self.config.status().ok,
+            tasks: crate::ops::metrics::tasks_alive(),
         }
     }
 
@@ -74,11 +76,13 @@ impl App {
         let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
         crate::guard::tick::run_once(&self.lockout, &self.config.get().lockout);
         if let Err(e) = self.tenancy.ledger.save_if_dirty() {
-            tracing::error!(error = %e, "cannot write the ledger snapshot");
+            tracing::error!(error = %e, "cannot write the ledger snapshot; serving on, retrying every round");
+            crate::ops::metrics::global().snapshot_failed();
         }
         self.sessions.prune();
         if let Err(e) = self.sessions.save_if_dirty() {
-            tracing::error!(error = %e, "cannot write the token snapshot");
+            tracing::error!(error = %e, "cannot write the token snapshot; serving on, retrying every round");
+            crate::ops::metrics::global().snapshot_failed();
         }
     }
 

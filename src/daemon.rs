@@ -98,7 +98,13 @@ async fn serve(snap: Snapshot) -> ExitCode {
         tracing::warn!(file = %snap.files.users.display(), "no users are configured: nobody can sign in");
     }
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let passwords = Passwords::new(snap.auth.hash_concurrency, HASH_QUEUE_WAIT);
+    let passwords = match Passwords::new(snap.auth.hash_concurrency, HASH_QUEUE_WAIT) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let lockout = crate::guard::lockout::Lockout::open(&snap.files.state_dir);
     let store = Arc::new(ConfigStore::new(snap));
     let app = Arc::new(App {

@@ -1,8 +1,10 @@
-//! Cross-site request checks for cookie-authenticated requests. A browser attaches the session
-//! cookie to requests other sites make it send; those are recognised by Fetch Metadata
-//! (`Sec-Fetch-Site`) or, from browsers without it, by an `Origin` that is not this site.
-//! Applies to state-changing methods and to WebSocket upgrades (cross-site WebSocket
-//! hijacking); Bearer and Basic requests are exempt (a browser never adds those by itself).
+//! Cross-site request checks for identities a browser attaches by itself (session cookie,
+//! cached HTTP Basic credentials, a gateway's header identity: `Source::browser_attached`).
+//! A browser sends those with requests other sites make it send; such requests are recognised
+//! by Fetch Metadata (`Sec-Fetch-Site`) or, from browsers without it, by an `Origin` that is
+//! not this site. Applies to state-changing methods and to WebSocket upgrades (cross-site
+//! WebSocket hijacking); Bearer tokens and identity-provider JWTs are exempt (a browser never
+//! adds those by itself).
 //! Requests with neither header are not from a browser and pass.
 use http::{HeaderMap, Method, header};
 

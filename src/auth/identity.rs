@@ -33,6 +33,17 @@ pub enum Source {
 }
 
 impl Source {
+    /// Does a browser attach this identity by itself, to requests other sites make it send?
+    /// The session cookie, cached HTTP Basic credentials and a gateway's header identity (the
+    /// gateway sets it from its own cookie) are; Bearer tokens and identity-provider JWTs are
+    /// only sent by code that holds them.
+    pub fn browser_attached(self) -> bool {
+        match self {
+            Source::Cookie | Source::Basic | Source::Header => true,
+            Source::Bearer | Source::External => false,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Source::Cookie => "cookie",
@@ -283,6 +294,13 @@ async fn basic_identity(
     if let Some(wait) = app.lockout.check(&snap.lockout, name, client_ip) {
         tracing::debug!(client_ip = %client_ip, wait, "HTTP Basic refused: locked out");
         return Err(Reject::Locked { retry_after: wait });
+    }
+    if password.len() <= super::password::MAX_LEN {
+        let Some(wait) = app.lockout.spacing.reserve(client_ip) else {
+            tracing::debug!(client_ip = %client_ip, "HTTP Basic refused: too many password checks from this address");
+            return Err(Reject::Busy);
+        };
+        tokio::time::sleep(wait).await;
     }
     let ok = password.len() <= super::password::MAX_LEN
         && app

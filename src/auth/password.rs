@@ -97,16 +97,34 @@ pub struct Passwords {
     computed: AtomicU64,
 }
 
+/// The dummy hash for unknown users could not be computed: comfy-warden does not start, since
+/// without it an unknown user would be refused faster than a known one.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot compute the dummy password hash: {0}")]
+pub struct NoDummyHash(argon2::password_hash::Error);
+
 impl Passwords {
-    pub fn new(concurrency: usize, queue_wait: Duration) -> Self {
-        let dummy = hash(&uuid::Uuid::new_v4().to_string()).unwrap_or_default();
-        Passwords {
+    pub fn new(concurrency: usize, queue_wait: Duration) -> Result<Self, NoDummyHash> {
+        Self::with_dummy(
+            hash(&uuid::Uuid::new_v4().to_string()),
+            concurrency,
+            queue_wait,
+        )
+    }
+
+    fn with_dummy(
+        dummy: Result<String, argon2::password_hash::Error>,
+        concurrency: usize,
+        queue_wait: Duration,
+    ) -> Result<Self, NoDummyHash> {
+        let dummy = dummy.map_err(NoDummyHash)?;
+        Ok(Passwords {
             hashers: start_hashers(concurrency.max(1)),
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             dummy: Arc::from(dummy),
             queue_wait,
             computed: AtomicU64::new(0),
-        }
+        })
     }
 
     /// How many hashes were computed since start (for metrics and tests of the lockout).
@@ -171,7 +189,7 @@ mod tests {
     async fn hash_and_verify() {
         let h = hash("correct horse").unwrap();
         assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
-        let p = Passwords::new(2, Duration::from_secs(5));
+        let p = Passwords::new(2, Duration::from_secs(5)).unwrap();
         assert!(p.verify(Some(&h), "correct horse").await.unwrap());
         assert!(!p.verify(Some(&h), "wrong").await.unwrap());
         assert!(!p.verify(None, "correct horse").await.unwrap());
@@ -180,10 +198,16 @@ mod tests {
         assert!(p.verify(Some(&h2), "battery staple").await.unwrap());
     }
 
+    #[test]
+    fn no_dummy_hash_means_no_start() {
+        let failed = Err(argon2::password_hash::Error::Crypto);
+        assert!(Passwords::with_dummy(failed, 1, Duration::from_secs(5)).is_err());
+    }
+
     #[tokio::test]
     async fn no_hashing_thread_means_busy_not_a_wrong_password() {
         let h = hash("pw").unwrap();
-        let mut p = Passwords::new(1, Duration::from_secs(5));
+        let mut p = Passwords::new(1, Duration::from_secs(5)).unwrap();
         // A pool whose threads are all gone.
         p.hashers = std::sync::mpsc::channel().0;
         assert!(p.verify(Some(&h), "pw").await.is_err());
@@ -193,7 +217,7 @@ mod tests {
 
     #[tokio::test]
     async fn hashing_threads_run_at_a_lower_priority() {
-        let p = Passwords::new(2, Duration::from_secs(5));
+        let p = Passwords::new(2, Duration::from_secs(5)).unwrap();
         assert!(!p.verify(None, "x").await.unwrap());
         let read_nices = || {
             let mut nices = Vec::new();

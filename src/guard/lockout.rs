@@ -159,6 +159,8 @@ pub struct Lockout {
     bans: RwLock<HashMap<Subject, u64>>,
     dirty: AtomicBool,
     state_dir: PathBuf,
+    /// The minimum spacing between password checks per address.
+    pub spacing: super::spacing::Spacing,
 }
 
 impl Lockout {
@@ -191,6 +193,7 @@ impl Lockout {
             bans: RwLock::new(bans),
             dirty: AtomicBool::new(false),
             state_dir: state_dir.to_path_buf(),
+            spacing: Default::default(),
         }
     }
 

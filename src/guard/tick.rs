@@ -13,7 +13,8 @@ pub fn run_once(lockout: &Lockout, policy: &crate::config::LockoutPolicy) {
     apply_unban_requests(lockout);
     lockout.prune(policy);
     if let Err(e) = lockout.save_if_dirty() {
-        tracing::error!(error = %e, "cannot write the lockout snapshot");
+        tracing::error!(error = %e, "cannot write the lockout snapshot; serving on, retrying every round");
+        crate::ops::metrics::global().snapshot_failed();
     }
 }
 

@@ -54,6 +54,9 @@ pub struct Metrics {
     bans_active: Gauge,
     reload_ok: Gauge,
     reload_time: Gauge<f64, AtomicU64>,
+    history_waiting: Gauge,
+    tasks: Gauge,
+    snapshot_failures: Counter,
 }
 
 /// Audit events that are counted by name; anything else counts as "other".
@@ -158,6 +161,24 @@ impl Metrics {
             "1 when the last configuration (re)load succeeded",
             reload_ok.clone(),
         );
+        let history_waiting = Gauge::default();
+        r.register(
+            "history_waiting",
+            "GET /history requests waiting for the shared fetch of ComfyUI's history",
+            history_waiting.clone(),
+        );
+        let snapshot_failures = Counter::default();
+        r.register(
+            "snapshot_write_failures",
+            "State snapshots (lockout, ledger, tokens) that could not be written (disk full, read-only)",
+            snapshot_failures.clone(),
+        );
+        let tasks = Gauge::default();
+        r.register(
+            "tasks_alive",
+            "Tasks alive on the worker runtimes (connections, relays, upstream calls)",
+            tasks.clone(),
+        );
         let reload_time = Gauge::<f64, AtomicU64>::default();
         r.register(
             "config_last_reload_success_timestamp_seconds",
@@ -181,6 +202,9 @@ impl Metrics {
             bans_active,
             reload_ok,
             reload_time,
+            history_waiting,
+            tasks,
+            snapshot_failures,
         }
     }
 
@@ -190,6 +214,11 @@ impl Metrics {
         self.worker_connections
             .get_or_create(&WorkerLabel { worker })
             .clone()
+    }
+
+    /// A state snapshot could not be written (the daemon keeps serving and retries).
+    pub fn snapshot_failed(&self) {
+        self.snapshot_failures.inc();
     }
 
     pub fn request(&self, route: &'static str, status: u16) {
@@ -271,6 +300,10 @@ pub struct Gauges {
     pub connections: usize,
     pub bans_active: usize,
     pub reload_ok: bool,
+    /// `GET /history` requests waiting for the shared fetch.
+    pub history_waiting: usize,
+    /// Connection and relay tasks alive on the worker threads (`server::workers`).
+    pub tasks: usize,
 }
 
 /// Sets the gauges and encodes everything.
@@ -281,6 +314,8 @@ pub fn render(gauges: Gauges) -> String {
     m.connections.set(gauge(gauges.connections));
     m.bans_active.set(gauge(gauges.bans_active));
     m.reload_ok.set(i64::from(gauges.reload_ok));
+    m.history_waiting.set(gauge(gauges.history_waiting));
+    m.tasks.set(gauge(gauges.tasks));
     let mut out = String::new();
     if prometheus_client::encoding::text::encode(&mut out, &m.registry).is_err() {
         out.clear();
@@ -360,4 +395,24 @@ mod tests {
             "{out}"
         );
     }
+}
+
+/// The worker runtimes, for the task gauge (`server::workers` registers each one it starts).
+static RUNTIMES: std::sync::Mutex<Vec<tokio::runtime::Handle>> = std::sync::Mutex::new(Vec::new());
+
+pub fn register_runtime(handle: tokio::runtime::Handle) {
+    RUNTIMES
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(handle);
+}
+
+/// Tasks alive on every worker runtime (the `tasks_alive` gauge: a leak shows as growth).
+pub fn tasks_alive() -> usize {
+    RUNTIMES
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|h| h.metrics().num_alive_tasks())
+        .sum()
 }

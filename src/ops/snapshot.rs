@@ -12,7 +12,7 @@ pub fn write<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
     let bytes = serde_json::to_vec(value).map_err(std::io::Error::other)?;
-    {
+    let written = (|| {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
@@ -21,8 +21,13 @@ pub fn write<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
             .open(&tmp)?;
         f.write_all(&bytes)?;
         f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        // A full disk must not stay full with our half-written copy; the last good file stays.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
     }
-    std::fs::rename(&tmp, path)?;
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 /// What went wrong talking to ComfyUI. The detail is for the log; the user reads the
 /// [`Reject`] it becomes, which says which of these happened and nothing more.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum UpstreamError {
     #[error("ComfyUI is unreachable: {0}")]
     Unreachable(String),

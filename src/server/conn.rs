@@ -62,6 +62,8 @@ pub fn spawn(a: Accepted) {
             tls,
             watcher,
         } = a;
+        // Every client socket closes lingering (see `linger`), so refused uploads are answered.
+        let stream = super::linger::Lingering::new(stream);
         match tls {
             None => serve(app, TokioIo::new(stream), peer, role, false, hold, watcher).await,
             Some(config) => {

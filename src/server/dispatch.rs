@@ -73,6 +73,17 @@ async fn route_request(
         None
     };
     let method = req.method().clone();
+    if !path.starts_with('/') {
+        // Authority form (`GET host:port`) or `*`: not a resource comfy-warden serves.
+        return Err(Reject::BadRequest(
+            "the request target must be a path starting with '/'".into(),
+        ));
+    }
+    if crate::tenancy::paths::has_encoded_unreserved(&path) {
+        return Err(Reject::BadRequest(
+            "the request path percent-encodes a letter, digit or one of '-._~'".into(),
+        ));
+    }
     if crate::tenancy::paths::is_ambiguous_request_path(&path) {
         return Err(Reject::AmbiguousPath);
     }
@@ -135,7 +146,7 @@ async fn route_request(
     };
 
     if let Some(id) = &ident
-        && id.source == identity::Source::Cookie
+        && id.source.browser_attached()
         && cross_site(&conn, &snap, &req)
     {
         return Err(refuse_cross_site(Some(&id.user.name), ip, &path));

@@ -80,8 +80,12 @@ pub async fn login(
     let stored = user.as_ref().and_then(|u| u.password_hash.as_deref());
     let verified = if form.password.len() > crate::auth::password::MAX_LEN {
         Ok(false)
-    } else {
+    } else if let Some(wait) = app.lockout.spacing.reserve(client_ip) {
+        tokio::time::sleep(wait).await;
         app.passwords.verify(stored, &form.password).await
+    } else {
+        tracing::debug!(client_ip = %client_ip, "sign-in refused: too many password checks from this address");
+        Err(crate::auth::password::Busy)
     };
     let ok = match verified {
         Ok(ok) => ok,

@@ -163,15 +163,22 @@ async fn start(
     };
     let location = format!("{}{sep}{}", d.authorization_endpoint, url.finish());
     let mut r = body::redirect(StatusCode::FOUND, &location);
-    r.headers_mut().append(
-        header::SET_COOKIE,
-        session_cookie(
-            flow_cookie_name(tls),
-            flow.binding,
-            tls,
-            oidc::flow::PENDING_FOR,
-        ),
-    );
+    match session_cookie(
+        flow_cookie_name(tls),
+        flow.binding,
+        tls,
+        oidc::flow::PENDING_FOR,
+    ) {
+        Ok(c) => {
+            r.headers_mut().append(header::SET_COOKIE, c);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode the sign-in cookie");
+            return super::refusal::json(&Reject::Internal(
+                "cannot start the sign-in right now".into(),
+            ));
+        }
+    }
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
@@ -230,10 +237,9 @@ async fn callback(
     };
     let mut resp = finish(app, snap, cfg, &q, pending, ip, tls).await;
     // The sign-in is over either way: the browser's half of it goes too.
-    resp.headers_mut().append(
-        header::SET_COOKIE,
-        session_cookie(flow_cookie_name(tls), String::new(), tls, Duration::ZERO),
-    );
+    if let Ok(c) = session_cookie(flow_cookie_name(tls), String::new(), tls, Duration::ZERO) {
+        resp.headers_mut().append(header::SET_COOKIE, c);
+    }
     resp
 }
 
@@ -371,14 +377,21 @@ async fn finish(
     app.sessions.started(&session);
     tracing::info!(target: "audit", event = "login_ok", user = %user.name, client_ip = %ip, method = "oidc", roles = ?user.roles, "signed in");
     let mut r = body::redirect(StatusCode::SEE_OTHER, &pending.next);
-    r.headers_mut().append(
-        header::SET_COOKIE,
-        session_cookie(
-            identity::cookie_name(tls),
-            token,
-            tls,
-            snap.auth.session_ttl,
-        ),
-    );
+    match session_cookie(
+        identity::cookie_name(tls),
+        token,
+        tls,
+        snap.auth.session_ttl,
+    ) {
+        Ok(c) => {
+            r.headers_mut().append(header::SET_COOKIE, c);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode the session cookie");
+            return super::refusal::json(&Reject::Internal(
+                "cannot create a session right now".into(),
+            ));
+        }
+    }
     r
 }

@@ -47,7 +47,7 @@ pub fn session_cookie(
     value: String,
     tls: bool,
     max_age: std::time::Duration,
-) -> HeaderValue {
+) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
     let c = cookie::Cookie::build((name, value))
         .http_only(true)
         .same_site(cookie::SameSite::Lax)
@@ -57,7 +57,7 @@ pub fn session_cookie(
             i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX),
         ))
         .build();
-    HeaderValue::from_str(&c.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
+    HeaderValue::from_str(&c.to_string())
 }
 
 pub fn logout(
@@ -76,12 +76,21 @@ pub fn logout(
             super::free_memory::after_last_session(app, &id.user.name, client_ip);
         }
     }
-    let clear = session_cookie(
+    let clear = match session_cookie(
         identity::cookie_name(tls),
         String::new(),
         tls,
         std::time::Duration::ZERO,
-    );
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            // The session is revoked all the same; the browser keeps a dead cookie.
+            tracing::error!(error = %e, "cannot encode the cookie that clears the session");
+            return super::refusal::json(&crate::reject::Reject::Internal(
+                "signed out, but the session cookie could not be cleared".into(),
+            ));
+        }
+    };
     let provider_logout = end_session_url(app, &app.config.get(), ident);
     let mut resp = if body::wants_html(req.headers()) || is_form(req) {
         body::redirect(
@@ -158,4 +167,23 @@ pub fn end_session_url(app: &App, snap: &Snapshot, id: Option<&Identity>) -> Opt
     }
     let sep = if endpoint.contains('?') { '&' } else { '?' };
     Some(format!("{endpoint}{sep}{}", q.finish()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::session_cookie;
+    use std::time::Duration;
+
+    #[test]
+    fn a_cookie_that_cannot_be_encoded_is_an_error() {
+        let c = session_cookie("comfy_warden_session", "ok".into(), true, Duration::ZERO).unwrap();
+        assert!(c.to_str().unwrap().starts_with("comfy_warden_session=ok;"));
+        // A value a header cannot carry is an error, never an empty Set-Cookie.
+        for bad in ["line\nbreak", "nul\0"] {
+            assert!(
+                session_cookie("comfy_warden_session", bad.into(), false, Duration::ZERO).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
 }

@@ -519,12 +519,18 @@ pub fn sign_in(
     };
     app.sessions.started(&claims);
     tracing::info!(target: "audit", event = "login_ok", user = %user.name, client_ip = %client_ip, second_factor = done.second_factor, "signed in");
-    let cookie = super::own_routes::session_cookie(
+    let cookie = match super::own_routes::session_cookie(
         crate::auth::identity::cookie_name(tls),
         token.clone(),
         tls,
         snap.auth.session_ttl,
-    );
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode the session cookie");
+            return Err(Reject::Internal("cannot create a session right now".into()));
+        }
+    };
     let mut resp = if json {
         let mut answer = serde_json::json!({
             "jwt_token": token,

@@ -104,6 +104,7 @@ pub fn start(
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
+        crate::ops::metrics::register_runtime(runtime.handle().clone());
         let (tx, rx) = mpsc::unbounded_channel();
         let (done_tx, done_rx) = oneshot::channel();
         let app = app.clone();

@@ -191,7 +191,7 @@ impl SocketFilter {
                 }
                 if let Some(data) = v.get_mut("data") {
                     if let Some(out) = data.get_mut("output") {
-                        filter::outputs_to_client(
+                        filter::node_output_to_client(
                             out,
                             &self.tenant.ns,
                             &self.tenant.owner,

@@ -7,22 +7,74 @@ use super::ledger::{Ledger, OWNER_TAG};
 use super::paths::{self, Kind};
 use serde_json::{Map, Value};
 
-/// Rewrites every file locator inside `v` for the user `owner` with namespace `ns`.
+/// The keys of a node's UI output under which ComfyUI lists the files the node produced
+/// (core nodes, and VideoHelperSuite's `gifs`). Locators elsewhere (Preview3D's `result` echoes
+/// its inputs, `camera_info` included) are mapped for display but never recorded.
+const PRODUCED_KEYS: &[&str] = &["images", "gifs", "audio", "video", "3d", "latents"];
+
+/// History `outputs` (node id → node output): [`node_output_to_client`] for each node.
 pub fn outputs_to_client(v: &mut Value, ns: &str, owner: &str, ledger: &Ledger) {
+    if let Value::Object(nodes) = v {
+        for (_, out) in nodes.iter_mut() {
+            node_output_to_client(out, ns, owner, ledger);
+        }
+    }
+}
+
+/// One node's UI output (the `output` of an `executed` event, one entry of history `outputs`):
+/// the files it produced outside every namespace (temp-root previews, API node outputs) are
+/// recorded in the ledger as `owner`'s; every file locator inside gets its client-relative
+/// subfolder when it lies in `ns`.
+pub fn node_output_to_client(out: &mut Value, ns: &str, owner: &str, ledger: &Ledger) {
+    if let Value::Object(map) = &*out {
+        for key in PRODUCED_KEYS {
+            let Some(Value::Array(items)) = map.get(*key) else {
+                continue;
+            };
+            for (kind, sub, name) in items.iter().filter_map(locator) {
+                if recordable(&sub, &name) {
+                    ledger.record_file(kind, &sub, &name, owner);
+                }
+            }
+        }
+    }
+    map_locators(out, ns);
+}
+
+/// `{filename, subfolder, type}` with a known type.
+fn locator(v: &Value) -> Option<(Kind, String, String)> {
+    match (v.get("filename"), v.get("subfolder"), v.get("type")) {
+        (Some(Value::String(f)), Some(Value::String(s)), Some(Value::String(t))) => {
+            Kind::parse(t).map(|k| (k, s.clone(), f.clone()))
+        }
+        _ => None,
+    }
+}
+
+/// A produced file may be recorded only when its path is clean and lies in no namespace: a
+/// file inside a namespace belongs to that namespace, never to whoever names it.
+fn recordable(sub: &str, name: &str) -> bool {
+    paths::clean(sub).is_ok_and(|c| c == sub)
+        && paths::clean_name(name).is_ok()
+        && !sub.split('/').any(|seg| seg.starts_with("u_"))
+}
+
+/// Maps every file locator inside `v` to client space and removes `fullpath`; strips the
+/// namespace from Preview3D's `result` strings.
+fn map_locators(v: &mut Value, ns: &str) {
     match v {
         Value::Object(map) => {
             map.remove("fullpath");
-            let locator = match (map.get("filename"), map.get("subfolder"), map.get("type")) {
-                (Some(Value::String(f)), Some(Value::String(s)), Some(Value::String(t))) => {
-                    Kind::parse(t).map(|k| (k, s.clone(), f.clone()))
+            let client = match (map.get("subfolder"), map.get("type")) {
+                (Some(Value::String(s)), Some(Value::String(t)))
+                    if map.contains_key("filename") =>
+                {
+                    Kind::parse(t).and_then(|k| paths::from_upstream(ns, k, s))
                 }
                 _ => None,
             };
-            if let Some((kind, sub, name)) = locator {
-                ledger.record_file(kind, &sub, &name, owner);
-                if let Some(client) = paths::from_upstream(ns, kind, &sub) {
-                    map.insert("subfolder".into(), Value::String(client));
-                }
+            if let Some(client) = client {
+                map.insert("subfolder".into(), Value::String(client));
             }
             // Preview3D echoes its model path in `result`: strip the namespace from the strings.
             if let Some(Value::Array(items)) = map.get_mut("result") {
@@ -33,12 +85,10 @@ pub fn outputs_to_client(v: &mut Value, ns: &str, owner: &str, ledger: &Ledger) 
                 }
             }
             for (_, child) in map.iter_mut() {
-                outputs_to_client(child, ns, owner, ledger);
+                map_locators(child, ns);
             }
         }
-        Value::Array(items) => items
-            .iter_mut()
-            .for_each(|i| outputs_to_client(i, ns, owner, ledger)),
+        Value::Array(items) => items.iter_mut().for_each(|i| map_locators(i, ns)),
         _ => {}
     }
 }
@@ -155,6 +205,52 @@ mod tests {
                 .as_deref(),
             Some("alice")
         );
+    }
+
+    #[test]
+    fn only_produced_files_outside_namespaces_are_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path());
+        let claim =
+            |name: &str, sub: &str| json!({"filename": name, "subfolder": sub, "type": "temp"});
+        // Preview3D's result echoes its inputs (camera_info is any dict the client sent).
+        let mut v = json!({"5": {"result": ["3d/x.glb", claim("ComfyUI_temp_zzzzz_00001_.png", "")],
+                                 "camera_info": claim("ComfyUI_temp_yyyyy_00001_.png", ""),
+                                 "images": [claim("other_00001_.png", "u_alice"),
+                                            claim("deep_00001_.png", "x/u_alice"),
+                                            claim("dots_00001_.png", "a/../b"),
+                                            claim("mine_00001_.png", "")]}});
+        outputs_to_client(&mut v, "u_bob", "bob", &ledger);
+        for (name, sub) in [
+            ("ComfyUI_temp_zzzzz_00001_.png", ""),
+            ("ComfyUI_temp_yyyyy_00001_.png", ""),
+            ("other_00001_.png", "u_alice"),
+            ("deep_00001_.png", "x/u_alice"),
+            ("dots_00001_.png", "a/../b"),
+        ] {
+            assert_eq!(
+                ledger.file_owner(Kind::Temp, sub, name),
+                None,
+                "{sub}/{name}"
+            );
+        }
+        assert_eq!(
+            ledger
+                .file_owner(Kind::Temp, "", "mine_00001_.png")
+                .as_deref(),
+            Some("bob")
+        );
+        // One node's output (a WebSocket `executed` event) is read the same way.
+        let mut out =
+            json!({"gifs": [claim("anim_00001_.webp", "")], "text": [claim("t.png", "")]});
+        node_output_to_client(&mut out, "u_bob", "bob", &ledger);
+        assert_eq!(
+            ledger
+                .file_owner(Kind::Temp, "", "anim_00001_.webp")
+                .as_deref(),
+            Some("bob")
+        );
+        assert_eq!(ledger.file_owner(Kind::Temp, "", "t.png"), None);
     }
 
     #[test]

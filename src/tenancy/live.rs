@@ -1,13 +1,16 @@
 //! What is happening now: which WebSocket client ids (sids) belong to whom, each user's sink sid,
 //! and a short-lived shared copy of ComfyUI's queue (one fetch serves a burst of `status` frames
-//! on every socket). Which prompt runs is not kept here: each socket's filter follows it in its
-//! own ordered event stream (`events.rs`), because one process-wide value, set from many streams
+//! on every socket), and one shared fetch of ComfyUI's `/history` for concurrent `GET /history`
+//! requests. Which prompt runs is not kept here: each socket's filter follows it in its own
+//! ordered event stream (`events.rs`), because one process-wide value, set from many streams
 //! and from `/queue` snapshots, can be overwritten by an older view.
 use crate::config::Snapshot;
 use crate::proxy::{forward, upstream::UpstreamError};
+use bytes::Bytes;
 use http::{Method, StatusCode};
 use serde_json::Value;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,7 +32,15 @@ pub struct Live {
     sids: Mutex<HashMap<String, SidEntry>>,
     sinks: Mutex<HashMap<Arc<str>, String>>,
     queue: tokio::sync::Mutex<Option<(Instant, Arc<Value>)>>,
+    /// The last `/history` fetch: when it ended and its body or error, kept only while
+    /// requests that arrived during it still wait for it (so one copy of up to 256 MiB serves
+    /// them all and none outlives them).
+    history: tokio::sync::Mutex<Option<(Instant, HistoryFetch)>>,
+    history_waiting: AtomicUsize,
 }
+
+/// One `/history` fetch: the body shared by its readers, or its error.
+type HistoryFetch = Result<Arc<Bytes>, UpstreamError>;
 
 fn new_sid() -> String {
     uuid::Uuid::new_v4().simple().to_string()
@@ -207,9 +218,44 @@ impl Live {
         Ok(v)
     }
 
-    /// Forgets the shared queue copy (after this process changed the queue).
+    /// Forgets the shared queue copy (after this process changed the queue or history).
     pub async fn queue_changed(&self) {
         *self.queue.lock().await = None;
+        *self.history.lock().await = None;
+    }
+
+    /// ComfyUI's whole `/history` body. Concurrent requests share one fetch: those arriving
+    /// while it runs wait for it and get the same bytes (or the same error).
+    pub async fn history(&self, snap: &Snapshot) -> Result<Arc<Bytes>, UpstreamError> {
+        let arrived = Instant::now();
+        self.history_waiting.fetch_add(1, Ordering::Relaxed);
+        let mut last = self.history.lock().await;
+        self.history_waiting.fetch_sub(1, Ordering::Relaxed);
+        // A fetch that ended after this request arrived ran while it waited: its answer (or
+        // error) is as fresh as one this request would have fetched itself.
+        let shared = match last.as_ref() {
+            Some((ended, result)) if *ended >= arrived => Some(result.clone()),
+            _ => None,
+        };
+        if let Some(result) = shared {
+            if self.history_waiting.load(Ordering::Relaxed) == 0 {
+                *last = None;
+            }
+            return result;
+        }
+        let fetched = match forward::call(snap, Method::GET, "/history", None, None).await {
+            Ok((StatusCode::OK, _, body)) => Ok(Arc::new(body)),
+            Ok((status, _, _)) => Err(UpstreamError::status(status, "/history")),
+            Err(e) => Err(e),
+        };
+        *last = (self.history_waiting.load(Ordering::Relaxed) > 0)
+            .then(|| (Instant::now(), fetched.clone()));
+        fetched
+    }
+
+    /// How many `GET /history` requests wait for the shared fetch right now (a gauge).
+    pub fn history_waiting(&self) -> usize {
+        self.history_waiting.load(Ordering::Relaxed)
     }
 }
 

@@ -146,6 +146,23 @@ pub fn is_ambiguous_request_path(path: &str) -> bool {
     })
 }
 
+/// Does the request path percent-encode an unreserved character (a letter, a digit, `-`, `.`,
+/// `_`, `~`)? ComfyUI's URL library decodes those before routing, so `/%70rompt` is `/prompt`
+/// to ComfyUI while a router matching the raw path would not know it. No browser or HTTP
+/// library encodes them (RFC 3986 §2.3), so such paths are refused rather than decoded.
+pub fn has_encoded_unreserved(path: &str) -> bool {
+    let b = path.as_bytes();
+    b.windows(3).any(|w| {
+        w[0] == b'%'
+            && std::str::from_utf8(&w[1..])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .is_some_and(|c| {
+                    c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~')
+                })
+    })
+}
+
 /// Splits ComfyUI's annotation suffix: `"a/b.png [output]"` → `("a/b.png", Some(Output))`.
 pub fn split_annotation(s: &str) -> (&str, Option<Kind>) {
     for k in [Kind::Output, Kind::Input, Kind::Temp] {
@@ -264,6 +281,31 @@ mod tests {
             "a%00b",
         ] {
             assert!(clean_decoded(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn encoded_unreserved_characters() {
+        for p in [
+            "/%70rompt",
+            "/experiment/models/%70review/x",
+            "/a%2Eb",
+            "/x%5f",
+            "/%7E",
+            "/%30",
+        ] {
+            assert!(has_encoded_unreserved(p), "{p}");
+        }
+        for p in [
+            "/prompt",
+            "/userdata/a%2Fb%20c.json",
+            "/a%25b",
+            "/%",
+            "/%7",
+            "/%zz",
+            "/%2F",
+        ] {
+            assert!(!has_encoded_unreserved(p), "{p}");
         }
     }
 

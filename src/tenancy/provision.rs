@@ -8,7 +8,7 @@ use crate::config::{Snapshot, User};
 use crate::proxy::upstream::UpstreamError;
 use http::{HeaderValue, Method, StatusCode};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
@@ -24,8 +24,10 @@ pub enum ProvisionError {
 #[derive(Default)]
 pub struct ComfyUsers {
     ids: Mutex<HashMap<String, HeaderValue>>,
-    /// Serialises creation, so two first requests of one user create one id.
-    creating: tokio::sync::Mutex<()>,
+    /// One lock per namespace being provisioned, so two first requests of one user create
+    /// one id while a slow answer for one user never stalls another's. An entry goes once its
+    /// id is known (so the map holds at most the namespaces not provisioned yet).
+    creating: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// An id is safe when it is a plain name: no path characters, not `default`, not a system user.
@@ -59,7 +61,14 @@ impl ComfyUsers {
         if let Some(id) = self.cached(ns) {
             return Ok(id);
         }
-        let _guard = self.creating.lock().await;
+        let lock = self
+            .creating
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(ns.clone())
+            .or_default()
+            .clone();
+        let _guard = lock.lock().await;
         if let Some(id) = self.cached(ns) {
             return Ok(id);
         }
@@ -95,6 +104,10 @@ impl ComfyUsers {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(ns.clone(), value.clone());
+        self.creating
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(ns);
         Ok(value)
     }
 }

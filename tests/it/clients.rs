@@ -5,11 +5,11 @@
 //! none of it (tests/clients/run_python.py, run_node.mjs). Skipped, saying so, when the clients
 //! are not installed, unless COMFY_WARDEN_CLIENTS=required (scripts/test sets it once
 //! client-deps succeeded).
+use crate::support::http::post_json;
+use crate::support::tenants::{self, Tenants};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use crate::support::http::post_json;
-use crate::support::tenants::{self, Tenants};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -2,13 +2,13 @@
 //! sign in: an API token as the HTTP Basic password (`user:token`). It is not a password guess:
 //! not hashed, not counted by the lockout, and it works while password sign-ins of that user are
 //! locked; it is still only that user's, only an API token, and revocation holds.
+use crate::support::config::TestConfig;
+use crate::support::double::Double;
+use crate::support::harness::Warden;
+use crate::support::http::{self, cookie_header, get, login, post_json};
+use crate::support::users::{alice, bob};
 use base64::Engine;
 use serde_json::json;
-use crate::support::double::Double;
-use crate::support::config::TestConfig;
-use crate::support::harness::Warden;
-use crate::support::users::{alice, bob};
-use crate::support::http::{self, cookie_header, get, login, post_json};
 
 fn basic(user: &str, password: &str) -> String {
     format!(

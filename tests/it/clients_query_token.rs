@@ -1,10 +1,10 @@
 //! `?token=` for clients that cannot set headers: an API token or a session token on the
 //! WebSocket upgrade, and on `/view` only where `auth.query_token_view` allows it. The token is
 //! removed before the request reaches ComfyUI and appears in no log line.
-use serde_json::json;
 use crate::support::http::{self, get, post_json};
 use crate::support::tenants::{self, PNG, Tenants};
 use crate::support::ws;
+use serde_json::json;
 
 async fn api_token(t: &Tenants) -> String {
     let r = post_json(

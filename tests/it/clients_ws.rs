@@ -2,16 +2,16 @@
 //! (ComfyUI's `websockets_api_example.py`, comfy-api-simplified, comfy-catapult), several
 //! sockets of one account, `SaveImageWebsocket` images and previews while other users work and
 //! poll, and a clean close.
+use crate::support;
+use crate::support::tenants::{self, PROGRESS_NODE, Tenants};
+use crate::support::ws;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use crate::support::tenants::{self, PROGRESS_NODE, Tenants};
-use crate::support::ws;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-
 
 /// Reads every frame until `idle_secs` pass without one.
 async fn drain(sock: &mut ws::Ws, idle_secs: u64) -> Vec<Message> {
@@ -223,7 +223,10 @@ async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 /// broadcast frames to her, or hers to him. Decided per socket, none is lost or leaked.
 #[tokio::test]
 async fn binary_frames_follow_each_sockets_own_stream() {
-    let t = tenants::start_with(|c| c.tenancy(|t| t.pure_node(PROGRESS_NODE).pure_node("SaveImageWebsocket"))).await;
+    let t = tenants::start_with(|c| {
+        c.tenancy(|t| t.pure_node(PROGRESS_NODE).pure_node("SaveImageWebsocket"))
+    })
+    .await;
     t.d.enable_progress_node();
     t.d.set_queue_delay(Duration::from_millis(300));
     // Like websockets_api_example.py: no feature_flags, so previews are type 1 (no prompt id).

@@ -133,7 +133,8 @@ async fn locked_sign_ins_get_429_with_retry_after() {
     .await;
     assert_eq!(b.status, 429, "HTTP Basic is locked too");
     retry_after(&b);
-    assert!(w.log().contains("event=\"lockout\""), "{}", w.log());
+    // The log is read from the daemon's stderr in the background: wait for the line.
+    assert!(w.wait_log("event=\"lockout\"", 0), "{}", w.log());
 }
 
 #[tokio::test]

@@ -112,9 +112,24 @@ pub async fn model_preview(
     ctx.forward(req).await
 }
 
+/// `/userdata/{file}` and `/userdata/{file}/move/{dest}`: every segment is cleaned as a path
+/// is (decoded, twice if need be; no `..`, no absolute path), since ComfyUI decodes the file
+/// names again. Other user data routes carry no path segment and pass.
+pub fn userdata_path_ok(path: &str) -> bool {
+    let rest = path.strip_prefix("/api").unwrap_or(path);
+    let Some(rest) = rest.strip_prefix("/userdata/") else {
+        return true;
+    };
+    rest.split('/')
+        .all(|seg| paths::clean_decoded(seg).is_ok_and(|s| !s.is_empty()))
+}
+
 /// `/settings*`, `/userdata*`, `/v2/userdata`: the user's own ComfyUI data, never cached by
 /// shared caches, active content as attachment.
 pub async fn user_data(ctx: &Ctx<'_>, req: Request<Incoming>) -> Result<Response<Body>, Reject> {
+    if !userdata_path_ok(req.uri().path()) {
+        return Err(Reject::BadRequest("not a valid user data path".into()));
+    }
     let mut r = ctx.forward(req).await?;
     super::files::harden_file_response(&mut r);
     if r.headers()
@@ -130,7 +145,27 @@ pub async fn user_data(ctx: &Ctx<'_>, req: Request<Incoming>) -> Result<Response
 
 #[cfg(test)]
 mod tests {
-    use super::model_preview_ok;
+    use super::{model_preview_ok, userdata_path_ok};
+
+    #[test]
+    fn userdata_paths() {
+        for ok in [
+            "/userdata/workflows%2Fa.json",
+            "/api/userdata/a.json/move/workflows%2Fb.json",
+            "/settings/Comfy.Locale",
+            "/v2/userdata",
+        ] {
+            assert!(userdata_path_ok(ok), "{ok}");
+        }
+        for bad in [
+            "/userdata/a.json/move/%252E%252E%252Fusers.json",
+            "/userdata/..%2Fusers.json",
+            "/api/userdata/%2Fetc%2Fpasswd/move/x.json",
+            "/userdata/a.json/move/",
+        ] {
+            assert!(!userdata_path_ok(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn preview_paths() {

@@ -174,7 +174,8 @@ pub async fn history_get(ctx: &Ctx<'_>, query: Option<&str>) -> Result<Response<
             "max_items and offset must be integers".into(),
         ));
     };
-    let body = ctx.call_ok(Method::GET, "/history", None).await?;
+    // Concurrent requests share one upstream fetch (tenancy/live.rs).
+    let body = ctx.app.tenancy.live.history(ctx.snap).await?;
     let all = serde_json::from_slice::<RawEntries<'_>>(&body)
         .map_err(|e| UpstreamError::malformed("/history", e))?
         .0;

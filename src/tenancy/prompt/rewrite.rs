@@ -158,6 +158,17 @@ fn rewrite_node(id: &str, node: &mut Value, ctx: &Caller) -> Result<(), Refusal>
             "a node needs an object of inputs".into(),
         ));
     };
+    if !ctx.admin
+        && let Some((name, _)) = inputs.iter().find(|(_, v)| names_a_file(v))
+    {
+        // A literal `{filename, type}` dict (Preview3D's `camera_info`, say) is echoed back in
+        // the node's output: it is no one's file, so it cannot be an input either.
+        return Err(refuse(
+            class,
+            Some(name),
+            format!("'{name}' may not contain a file locator ({{filename, type}})"),
+        ));
+    }
     if let Some(rule) = rule {
         apply_rule(rule, inputs, ctx).map_err(|(input, msg)| refuse(class, Some(&input), msg))?;
     }
@@ -170,6 +181,18 @@ fn rewrite_node(id: &str, node: &mut Value, ctx: &Caller) -> Result<(), Refusal>
         );
     }
     Ok(())
+}
+
+/// Does a literal input value hold a file-locator-shaped object (`filename` and `type`) at
+/// any depth?
+fn names_a_file(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => {
+            (m.contains_key("filename") && m.contains_key("type")) || m.values().any(names_a_file)
+        }
+        Value::Array(a) => a.iter().any(names_a_file),
+        _ => false,
+    }
 }
 
 fn apply_rule(

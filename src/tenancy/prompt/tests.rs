@@ -382,6 +382,34 @@ fn load3d_model_file_and_image_dict() {
 }
 
 #[test]
+fn file_locators_are_no_input_values() {
+    let locator =
+        json!({"filename": "ComfyUI_temp_abcde_00001_.png", "subfolder": "", "type": "temp"});
+    let r = refused("Preview3D", "camera_info", locator.clone());
+    assert_eq!(r.input.as_deref(), Some("camera_info"));
+    refused(
+        "Preview3D",
+        "camera_info",
+        json!({"__value__": {"x": [locator.clone()]}}),
+    );
+    refused(
+        "Load3D",
+        "image",
+        json!({"image": "threed/i.png [temp]", "camera_info": locator.clone()}),
+    );
+    assert!(
+        run_with(
+            one("Preview3D", json!({"camera_info": locator})),
+            true,
+            &NodeRules::builtin(),
+            &catalog()
+        )
+        .is_ok(),
+        "admins may"
+    );
+}
+
+#[test]
 fn load3d_recording_and_wrapped_dict() {
     let v = input_after(
         "Load3D",

@@ -184,6 +184,20 @@ impl Double {
         self.shared.faults.clear();
     }
 
+    /// ComfyUI coming back after [`Double::stop`]: listens on the same address again with its
+    /// state (users, files, history) kept, as a restarted ComfyUI keeps its disk.
+    pub async fn restart(&self) {
+        let listener = TcpListener::bind(self.addr)
+            .await
+            .expect("bind the ComfyUI double again");
+        *lock(&self.shared.listener) = Some(listener);
+        self.shared.stopped.store(false, Ordering::SeqCst);
+        let accept = tokio::spawn(server::accept_loop(self.shared.clone()));
+        self.shared.track(accept.abort_handle());
+        let worker = tokio::spawn(exec::worker(self.shared.clone()));
+        self.shared.track(worker.abort_handle());
+    }
+
     /// Like `POST /users {"username": name}`; returns the new id (or the existing id when
     /// the name is already taken).
     pub fn add_user(&self, name: &str) -> String {
@@ -259,6 +273,25 @@ impl Double {
         self.shared.release_wake.notify_waiters();
     }
 
+    /// Closes gate `key`: requests reaching it wait until [`Double::open_gate`]. Gates:
+    /// `"GET /history"`, `"POST /users <username>"`.
+    pub fn close_gate(&self, key: &str) {
+        lock(&self.shared.gates).insert(key.to_owned());
+    }
+
+    pub fn open_gate(&self, key: &str) {
+        lock(&self.shared.gates).remove(key);
+        self.shared.gate_wake.notify_waiters();
+    }
+
+    /// How many requests reached gate `key` so far (waiting or passed).
+    pub fn gate_arrivals(&self, key: &str) -> usize {
+        lock(&self.shared.gate_arrivals)
+            .get(key)
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// Let the running (held) prompt finish.
     pub fn release(&self) {
         {
@@ -314,11 +347,6 @@ impl Double {
     /// answer then shows the queue of a later moment than the request).
     pub fn set_queue_delay(&self, delay: std::time::Duration) {
         self.shared.lock().queue_delay = delay;
-    }
-
-    /// Forget cached node results (what `POST /free {"free_memory":true}` does).
-    pub fn clear_cache(&self) {
-        self.shared.lock().cache.clear();
     }
 
     /// A recording from `tests/fixtures/comfyui-0.3.64/` (`{"request","status","headers","body"}`).

@@ -233,7 +233,10 @@ async fn handle(shared: &Arc<Shared>, req: Req, route: R) -> Resp {
             }
             Resp::json(&Value::Object(out))
         }
-        R::HistoryGet => prompt::get_history(shared, &req),
+        R::HistoryGet => {
+            shared.pass_gate("GET /history").await;
+            prompt::get_history(shared, &req)
+        }
         R::HistoryId(id) => prompt::get_history_id(shared, &id),
         R::HistoryPost => prompt::post_history(shared, &req).await,
         R::QueueGet => {

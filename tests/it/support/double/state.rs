@@ -32,6 +32,10 @@ pub struct Shared {
     pub frontend: std::sync::OnceLock<std::path::PathBuf>,
     /// Faults switched on by a test (`Double::set_fault`).
     pub faults: super::faults::Faults,
+    /// Closed gates (see [`Shared::pass_gate`]) and how many requests reached each gate.
+    pub gates: Mutex<std::collections::HashSet<String>>,
+    pub gate_arrivals: Mutex<HashMap<String, usize>>,
+    pub gate_wake: Notify,
 }
 
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -50,6 +54,22 @@ impl Shared {
             stopped: AtomicBool::new(false),
             frontend: std::sync::OnceLock::new(),
             faults: Default::default(),
+            gates: Mutex::new(Default::default()),
+            gate_arrivals: Mutex::new(HashMap::new()),
+            gate_wake: Notify::new(),
+        }
+    }
+
+    /// Counts an arrival at gate `key` and waits while that gate is closed (tests use it to
+    /// make one answer slow without sleeping: `Double::close_gate` / `open_gate`).
+    pub async fn pass_gate(&self, key: &str) {
+        *lock(&self.gate_arrivals).entry(key.to_owned()).or_default() += 1;
+        loop {
+            let woken = self.gate_wake.notified();
+            if !lock(&self.gates).contains(key) {
+                return;
+            }
+            woken.await;
         }
     }
 

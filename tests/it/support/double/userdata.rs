@@ -101,6 +101,9 @@ pub async fn post_users(shared: &Arc<Shared>, req: &Req) -> Resp {
     let Some(username) = body.get("username") else {
         return Resp::server_error();
     };
+    if let Some(name) = username.as_str() {
+        shared.pass_gate(&format!("POST /users {name}")).await;
+    }
     let mut g = shared.lock();
     if g.users
         .iter()
