@@ -15,6 +15,9 @@ pub mod body;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+/// Entry points of the fuzz targets in `fuzz/` (docs/fuzzing.md); not an API.
+#[doc(hidden)]
+pub mod fuzz_api;
 pub mod guard;
 pub mod ops;
 pub mod proxy;
