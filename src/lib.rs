@@ -21,6 +21,11 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+/// Entry points of the fuzz targets in `fuzz/` (docs/fuzzing.md); not an API. Built only for
+/// the fuzzer (`cargo fuzz` sets `--cfg fuzzing`).
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzz_api;
 pub mod guard;
 pub mod ops;
 pub mod pages;

@@ -97,6 +97,10 @@ pub fn clean(p: &str) -> Result<String, PathError> {
             s => out.push(s),
         }
     }
+    if out.first().is_some_and(|s| s.starts_with('~')) {
+        // `./~/x` collapses to `~/x`: refused like the raw form.
+        return Err(PathError::Absolute);
+    }
     Ok(out.join("/"))
 }
 
@@ -248,6 +252,16 @@ mod tests {
             "%2e%2e",
             "no decoding here: upstream takes it literally"
         );
+    }
+
+    #[test]
+    fn clean_refuses_a_home_path_hidden_behind_dot_segments() {
+        // Found by the routes fuzz target: the leading `~` was checked before `.` and empty
+        // segments were collapsed, so `./~/x` came out as `~/x`, which clean itself refuses.
+        for bad in ["./~/x", ".//~", "//~user/x"] {
+            assert_eq!(clean(bad), Err(PathError::Absolute), "{bad:?}");
+        }
+        assert_eq!(clean("a/~/x").unwrap(), "a/~/x");
     }
 
     #[test]

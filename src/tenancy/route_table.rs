@@ -220,8 +220,11 @@ fn is_static(path: &str) -> bool {
     if STATIC_PREFIXES.iter().any(|p| path.starts_with(p)) {
         return true;
     }
-    // A root-level file such as /favicon.ico or /manifest.json.
-    let rest = &path[1..];
+    // A root-level file such as /favicon.ico or /manifest.json. A target that does not start
+    // with `/` (authority form `host:port`, asterisk `*`) is no file at all.
+    let Some(rest) = path.strip_prefix('/') else {
+        return false;
+    };
     !rest.contains('/')
         && rest
             .rsplit_once('.')
@@ -281,6 +284,16 @@ mod tests {
 
     fn c(m: Method, p: &str) -> Route {
         classify(&m, p)
+    }
+
+    #[test]
+    fn targets_without_a_leading_slash_are_no_static_files() {
+        // Found by the routes fuzz target: `GET host:port` (authority form, an empty path) and a
+        // target starting with a multi-byte character panicked slicing off the first byte.
+        for p in ["", "*", "é", "favicon.ico", "127.0.0.1:8188"] {
+            assert_eq!(c(Method::GET, p).action, A::Unknown, "{p:?}");
+        }
+        assert_eq!(c(Method::GET, "/favicon.ico").action, A::Static);
     }
 
     #[test]

@@ -65,7 +65,7 @@ pub fn harden_file_response(resp: &mut Response<Body>) {
     }
 }
 
-fn first_params(query: Option<&str>) -> std::collections::HashMap<String, String> {
+pub(crate) fn first_params(query: Option<&str>) -> std::collections::HashMap<String, String> {
     let mut m = std::collections::HashMap::new();
     if let Some(q) = query {
         for (k, v) in form_urlencoded::parse(q.as_bytes()) {
@@ -188,7 +188,7 @@ struct Fields {
     original_ref: Option<String>,
 }
 
-struct Uploaded {
+pub(crate) struct Uploaded {
     kind: Kind,
 }
 
@@ -206,7 +206,7 @@ fn field_part(boundary: &str, name: &str, value: &str) -> Bytes {
     ))
 }
 
-type Tx = tokio::sync::mpsc::Sender<Result<Frame<Bytes>, BoxError>>;
+pub(crate) type Tx = tokio::sync::mpsc::Sender<Result<Frame<Bytes>, BoxError>>;
 
 /// Fails when ComfyUI stopped reading the upload (it answered, or the connection broke): the
 /// request's own answer then says what ComfyUI did.
@@ -216,9 +216,21 @@ async fn emit(tx: &Tx, b: Bytes) -> Result<(), Reject> {
         .map_err(|_| Reject::UpstreamUnreachable)
 }
 
+/// The size limits of the small fields of an upload (the file itself is bounded by
+/// `server.max_upload_bytes`).
+pub(crate) fn upload_constraints() -> multer::Constraints {
+    multer::Constraints::new().size_limit(
+        multer::SizeLimit::new()
+            .for_field("overwrite", MAX_FIELD)
+            .for_field("type", MAX_FIELD)
+            .for_field("subfolder", MAX_FIELD)
+            .for_field("original_ref", MAX_FIELD),
+    )
+}
+
 /// Reads the client's multipart stream and writes the rebuilt one into `tx`: the file part as
 /// it arrives, then the validated fields, then the closing boundary.
-async fn pump(
+pub(crate) async fn pump(
     mut mp: multer::Multipart<'static>,
     tx: &Tx,
     boundary: &str,
@@ -344,13 +356,7 @@ pub async fn upload(
     };
     let path = req.uri().path().to_owned();
     let (mut parts, incoming) = req.into_parts();
-    let constraints = multer::Constraints::new().size_limit(
-        multer::SizeLimit::new()
-            .for_field("overwrite", MAX_FIELD)
-            .for_field("type", MAX_FIELD)
-            .for_field("subfolder", MAX_FIELD)
-            .for_field("original_ref", MAX_FIELD),
-    );
+    let constraints = upload_constraints();
     let over = body::Overflow::default();
     let mp = multer::Multipart::with_constraints(
         body::bounded_stream(incoming, limit, over.clone()),
