@@ -2,7 +2,13 @@
 //! access and nginx with wrk, streaming of 200 MB bodies, idle WebSockets, a login flood, the
 //! filtering of big ComfyUI answers and the reload of a 10,000-user file, and writes the table
 //! into BENCHMARKS.md. Figures only; nothing here passes or fails.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    unsafe_code
+)]
 // The integration tests' kit (tests/it/support), of which the benchmark uses a part.
 #[allow(dead_code, reason = "the benchmark uses a part of the test kit")]
 #[path = "../tests/it/support/config.rs"]

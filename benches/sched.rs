@@ -1,6 +1,10 @@
 //! The cost of one scheduling decision (`sched::fair::Lane::place` and the start that follows)
 //! with 10,000 prompts waiting over 1,000 users, written into BENCHMARKS.md between the
 //! `sched:start`/`sched:end` markers. Figures only; nothing here passes or fails.
+#![allow(
+    clippy::indexing_slicing,
+    reason = "a benchmark: a wrong index is a bug in the benchmark, shown at once"
+)]
 use comfy_warden::sched::fair::Lane;
 use std::time::Instant;
 

@@ -31,8 +31,11 @@ pub struct Secret {
 
 impl Secret {
     pub fn from_bytes(bytes: Vec<u8>) -> Secret {
-        let kid =
-            hex::encode(&Sha256::digest([b"comfy-warden kid\0".as_slice(), &bytes].concat())[..6]);
+        let kid = hex::encode(
+            Sha256::digest([b"comfy-warden kid\0".as_slice(), &bytes].concat())
+                .get(..6)
+                .unwrap_or_default(),
+        );
         Secret { bytes, kid }
     }
 }

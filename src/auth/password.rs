@@ -76,6 +76,7 @@ fn start_hashers(n: usize) -> std::sync::mpsc::Sender<Job> {
 /// id 0 is the calling thread only). Failing is harmless: hashing then competes normally.
 fn lower_priority() {
     // SAFETY: plain system calls about the calling thread; no memory is shared.
+    #[allow(unsafe_code)]
     let rc = unsafe {
         // -1 is also a valid nice value; read from an error it still gives the target 10.
         let now = libc::getpriority(libc::PRIO_PROCESS, 0);

@@ -71,7 +71,9 @@ fn store(state_dir: &Path, user: &str, record: &Record) -> io::Result<()> {
 fn keep_state_dir_owner(state_dir: &Path, file: &Path) {
     use std::os::unix::fs::MetadataExt;
     // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
+    #[allow(unsafe_code)]
+    let euid = unsafe { libc::geteuid() };
+    if euid != 0 {
         return;
     }
     if let Ok(meta) = std::fs::metadata(state_dir) {
@@ -279,7 +281,7 @@ impl Tickets {
         };
         mac.update(b"password\0");
         mac.update(user.password_hash.as_deref().unwrap_or("").as_bytes());
-        hex::encode(&mac.finalize().into_bytes()[..16])
+        hex::encode(mac.finalize().into_bytes().get(..16).unwrap_or_default())
     }
 
     /// A ticket for `user`, whose password was just right; `enrol` carries a new secret.

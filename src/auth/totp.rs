@@ -137,7 +137,7 @@ pub fn new_recovery_codes() -> Vec<String> {
             let symbols: Vec<char> = (0..16)
                 .map(|_| {
                     let i = (rng.next_u32() as usize) % RECOVERY_ALPHABET.len();
-                    char::from(RECOVERY_ALPHABET[i])
+                    RECOVERY_ALPHABET.get(i).copied().map_or('2', char::from)
                 })
                 .collect();
             symbols

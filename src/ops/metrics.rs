@@ -363,6 +363,26 @@ pub fn route_class(path: &str) -> &'static str {
     }
 }
 
+/// The worker runtimes, for the task gauge (`server::workers` registers each one it starts).
+static RUNTIMES: std::sync::Mutex<Vec<tokio::runtime::Handle>> = std::sync::Mutex::new(Vec::new());
+
+pub fn register_runtime(handle: tokio::runtime::Handle) {
+    RUNTIMES
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(handle);
+}
+
+/// Tasks alive on every worker runtime (the `tasks_alive` gauge: a leak shows as growth).
+pub fn tasks_alive() -> usize {
+    RUNTIMES
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|h| h.metrics().num_alive_tasks())
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -395,24 +415,4 @@ mod tests {
             "{out}"
         );
     }
-}
-
-/// The worker runtimes, for the task gauge (`server::workers` registers each one it starts).
-static RUNTIMES: std::sync::Mutex<Vec<tokio::runtime::Handle>> = std::sync::Mutex::new(Vec::new());
-
-pub fn register_runtime(handle: tokio::runtime::Handle) {
-    RUNTIMES
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(handle);
-}
-
-/// Tasks alive on every worker runtime (the `tasks_alive` gauge: a leak shows as growth).
-pub fn tasks_alive() -> usize {
-    RUNTIMES
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-        .map(|h| h.metrics().num_alive_tasks())
-        .sum()
 }

@@ -60,7 +60,10 @@ pub fn capture_environment() {
     for v in VARS {
         // SAFETY: called from the synchronous `main` path before the runtime (or any other
         // thread) exists, so nothing reads the environment concurrently.
-        unsafe { std::env::remove_var(v) };
+        #[allow(unsafe_code, clippy::disallowed_methods)]
+        unsafe {
+            std::env::remove_var(v)
+        };
     }
     let _ = CAPTURED.set(captured);
 }
@@ -148,6 +151,7 @@ pub fn listeners() -> Result<Vec<(String, std::net::TcpListener)>, String> {
     for (fd, name) in fds {
         // SAFETY: systemd hands these descriptors to this process for its exclusive use; they
         // were taken out of the shared state above, so each is wrapped exactly once.
+        #[allow(unsafe_code)]
         let l = unsafe { std::net::TcpListener::from_raw_fd(fd) };
         l.set_nonblocking(true).map_err(|e| e.to_string())?;
         l.local_addr()

@@ -275,12 +275,17 @@ async fn write(
         Some(u) => user_json(&live, u, &session_counts(app)),
         None => serde_json::json!({ "name": name, "removed": true }),
     };
-    answer["live"] = serde_json::Value::Bool(reload.is_ok());
-    if let Err(e) = reload {
-        answer["warning"] = serde_json::Value::String(format!(
-            "saved in {}, but the configuration did not reload: {e}",
-            applied.file.display()
-        ));
+    if let Some(obj) = answer.as_object_mut() {
+        obj.insert("live".into(), serde_json::Value::Bool(reload.is_ok()));
+        if let Err(e) = reload {
+            obj.insert(
+                "warning".into(),
+                serde_json::Value::String(format!(
+                    "saved in {}, but the configuration did not reload: {e}",
+                    applied.file.display()
+                )),
+            );
+        }
     }
     Ok(body::json(ok, &answer))
 }

@@ -17,7 +17,7 @@ fn etag() -> &'static str {
     static ETAG: OnceLock<String> = OnceLock::new();
     ETAG.get_or_init(|| {
         let digest = Sha256::digest(SCRIPT.as_bytes());
-        format!("\"{}\"", hex::encode(&digest[..12]))
+        format!("\"{}\"", hex::encode(digest.get(..12).unwrap_or_default()))
     })
 }
 

@@ -476,22 +476,6 @@ pub async fn admin(
     )
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn keys_are_grouped_for_typing() {
-        assert_eq!(super::grouped("ABCDEFGHIJ"), "ABCD EFGH IJ");
-    }
-
-    #[test]
-    fn forms_need_ticket_and_code() {
-        let f = super::parse_form(b"ticket=t&totp=123456&next=%2Fx").unwrap();
-        assert_eq!((f.ticket.as_str(), f.totp.as_str()), ("t", "123456"));
-        assert_eq!(f.next.as_deref(), Some("/x"));
-        assert!(super::parse_form(b"ticket=t").is_none());
-    }
-}
-
 /// Every factor was right: a session cookie (and, for JSON, the token) for `user`.
 #[allow(clippy::too_many_arguments)]
 pub fn sign_in(
@@ -548,4 +532,20 @@ pub fn sign_in(
     };
     resp.headers_mut().append(header::SET_COOKIE, cookie);
     Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn keys_are_grouped_for_typing() {
+        assert_eq!(super::grouped("ABCDEFGHIJ"), "ABCD EFGH IJ");
+    }
+
+    #[test]
+    fn forms_need_ticket_and_code() {
+        let f = super::parse_form(b"ticket=t&totp=123456&next=%2Fx").unwrap();
+        assert_eq!((f.ticket.as_str(), f.totp.as_str()), ("t", "123456"));
+        assert_eq!(f.next.as_deref(), Some("/x"));
+        assert!(super::parse_form(b"ticket=t").is_none());
+    }
 }

@@ -58,10 +58,14 @@ impl Dispatch {
         let n = self.workers.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let rotated = (0..n).map(|i| (start + i) % n);
-        let least_busy = rotated.clone().min_by_key(|&i| self.workers[i].open.get());
+        let least_busy = rotated
+            .clone()
+            .min_by_key(|&i| self.workers.get(i).map_or(i64::MAX, |w| w.open.get()));
         // A worker that is gone (only at shutdown) refuses; then the others are tried in turn.
         for i in least_busy.into_iter().chain(rotated) {
-            let w = &self.workers[i];
+            let Some(w) = self.workers.get(i) else {
+                continue;
+            };
             w.open.inc();
             match w.tx.send((h, Load(w.open.clone()))) {
                 Ok(()) => return,

@@ -255,14 +255,16 @@ impl SocketFilter {
 
 fn binary_type(b: &Bytes) -> Option<u32> {
     b.get(..4)
-        .map(|h| u32::from_be_bytes([h[0], h[1], h[2], h[3]]))
+        .and_then(|h| <[u8; 4]>::try_from(h).ok())
+        .map(u32::from_be_bytes)
 }
 
 /// The prompt id in a type-4 frame: `[u32 4][u32 meta_len][meta JSON][image]`.
 fn binary_prompt_id(b: &Bytes) -> Option<String> {
     let len = b
         .get(4..8)
-        .map(|h| u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize)?;
+        .and_then(|h| <[u8; 4]>::try_from(h).ok())
+        .map(|h| u32::from_be_bytes(h) as usize)?;
     let meta: Value = serde_json::from_slice(b.get(8..8usize.checked_add(len)?)?).ok()?;
     meta.get("prompt_id")
         .and_then(Value::as_str)

@@ -14,7 +14,7 @@ pub fn derive(user: &str) -> String {
         format!("u_{user}")
     } else {
         let digest = Sha256::digest(user.as_bytes());
-        format!("u_{}", hex::encode(&digest[..8]))
+        format!("u_{}", hex::encode(digest.get(..8).unwrap_or_default()))
     }
 }
 

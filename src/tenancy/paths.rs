@@ -157,13 +157,11 @@ pub fn is_ambiguous_request_path(path: &str) -> bool {
 pub fn has_encoded_unreserved(path: &str) -> bool {
     let b = path.as_bytes();
     b.windows(3).any(|w| {
-        w[0] == b'%'
-            && std::str::from_utf8(&w[1..])
-                .ok()
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .is_some_and(|c| {
-                    c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~')
-                })
+        let [b'%', hex @ ..] = w else { return false };
+        std::str::from_utf8(hex)
+            .ok()
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+            .is_some_and(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~'))
     })
 }
 
