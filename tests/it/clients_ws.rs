@@ -13,15 +13,6 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-/// Reads every frame until `idle_secs` pass without one.
-async fn drain(sock: &mut ws::Ws, idle_secs: u64) -> Vec<Message> {
-    let mut out = Vec::new();
-    while let Some(m) = ws::next(sock, idle_secs).await {
-        out.push(m);
-    }
-    out
-}
-
 fn texts(frames: &[Message]) -> Vec<Value> {
     frames
         .iter()
@@ -91,9 +82,9 @@ async fn two_sockets_of_one_user_with_their_own_ids_each_get_their_prompts() {
         .await;
     assert_eq!(r1.status, 200, "{}", r1.text());
     let p1 = r1.json()["prompt_id"].as_str().unwrap().to_string();
-    let f1 = drain(&mut s1, 2).await;
+    let f1 = ws::drain(&mut s1, 2).await;
     assert!(has_event(&f1, "execution_success", &p1), "{:?}", texts(&f1));
-    let f2 = drain(&mut s2, 1).await;
+    let f2 = ws::drain(&mut s2, 1).await;
     assert!(!has_event(&f2, "execution_start", &p1), "{:?}", texts(&f2));
 
     let r2 = t
@@ -104,9 +95,9 @@ async fn two_sockets_of_one_user_with_their_own_ids_each_get_their_prompts() {
         )
         .await;
     let p2 = r2.json()["prompt_id"].as_str().unwrap().to_string();
-    let f2 = drain(&mut s2, 2).await;
+    let f2 = ws::drain(&mut s2, 2).await;
     assert!(has_event(&f2, "execution_success", &p2), "{:?}", texts(&f2));
-    let f1 = drain(&mut s1, 1).await;
+    let f1 = ws::drain(&mut s1, 1).await;
     assert!(!has_event(&f1, "execution_start", &p2));
 
     // A prompt may claim an id nobody has yet: a socket opened later with it is the user's.
@@ -161,7 +152,7 @@ async fn two_sockets_of_one_user_with_their_own_ids_each_get_their_prompts() {
             "bob's prompt goes to bob's socket"
         );
         let bp = r.json()["prompt_id"].as_str().unwrap().to_string();
-        let f = drain(&mut s1, 1).await;
+        let f = ws::drain(&mut s1, 1).await;
         assert!(!f.iter().any(|m| m.to_text().is_ok_and(|t| t.contains(&bp))));
     }
 }
@@ -414,6 +405,9 @@ async fn the_relay_logs_what_it_decides_at_debug() {
             && l.contains("none of the user's runs on this socket")),
         "{log}"
     );
+    // A client reads what it is sent before it closes: a socket left unread fills up, and the
+    // relay, blocked writing to it, would see the Close only once the run ends.
+    let _ = ws::drain(&mut a, 2).await;
     a.close(None).await.unwrap();
     assert!(
         t.w.wait_log(

@@ -7,15 +7,6 @@ use futures_util::SinkExt;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
-/// Reads every frame until `idle_secs` pass without one.
-async fn drain(sock: &mut ws::Ws, idle_secs: u64) -> Vec<Message> {
-    let mut out = Vec::new();
-    while let Some(m) = ws::next(sock, idle_secs).await {
-        out.push(m);
-    }
-    out
-}
-
 fn text_types(frames: &[Message]) -> Vec<String> {
     frames
         .iter()
@@ -64,12 +55,12 @@ async fn a_client_id_of_another_user_is_never_taken_over() {
         )
         .await;
     let pid = r.json()["prompt_id"].as_str().unwrap().to_string();
-    let alice_frames = text_types(&drain(&mut a, 2).await);
+    let alice_frames = text_types(&ws::drain(&mut a, 2).await);
     assert!(
         alice_frames.contains(&"execution_success".to_string()),
         "{alice_frames:?}"
     );
-    let bob_frames = drain(&mut b, 1).await;
+    let bob_frames = ws::drain(&mut b, 1).await;
     for f in &bob_frames {
         if let Message::Text(t) = f {
             assert!(!t.contains(&pid), "bob got alice's event: {t}");
@@ -118,8 +109,8 @@ async fn run_events_and_broadcasts_go_only_to_the_owner() {
         .post_json(&t.alice, "/prompt", &json!({"prompt": progress_graph()}))
         .await;
     assert_eq!(r.status, 200);
-    let af = drain(&mut a, 2).await;
-    let bf = drain(&mut b, 1).await;
+    let af = ws::drain(&mut a, 2).await;
+    let bf = ws::drain(&mut b, 1).await;
     let a_types = text_types(&af);
     assert!(a_types.contains(&"executed".to_string()), "{a_types:?}");
     assert!(

@@ -37,6 +37,15 @@ pub async fn next(ws: &mut Ws, secs: u64) -> Option<Message> {
     }
 }
 
+/// Reads every frame until `idle_secs` pass without one.
+pub async fn drain(ws: &mut Ws, idle_secs: u64) -> Vec<Message> {
+    let mut out = Vec::new();
+    while let Some(m) = next(ws, idle_secs).await {
+        out.push(m);
+    }
+    out
+}
+
 /// Next text message parsed as JSON (skipping binary frames), within `secs` seconds.
 pub async fn next_json(ws: &mut Ws, secs: u64) -> Option<serde_json::Value> {
     loop {
