@@ -18,11 +18,13 @@ use std::time::Duration;
 pub use crate::app::App;
 pub use crate::auth::session::{Claims, Keys, TokenKind};
 pub use crate::config::User;
-pub use crate::tenancy::events::SocketFilter;
+pub use crate::tenancy::catalog::Catalog;
+pub use crate::tenancy::events::{SocketFilter, Upstream};
+pub use crate::tenancy::nodes::OWNER_INPUT;
 pub use crate::tenancy::nodes::{NodeRule, NodeRules};
 pub use crate::tenancy::paths::{Kind, MAX_PATH, path_from_upstream};
-pub use crate::tenancy::prompt::{Catalog, Ctx as PromptCtx, OWNER_INPUT, Refusal, rewrite, strip};
-pub use crate::tenancy::routes::{Action, Route};
+pub use crate::tenancy::prompt::{Caller as PromptCaller, Refusal, rewrite, strip};
+pub use crate::tenancy::route_table::{Action, Route};
 pub use crate::tenancy::tenant::Tenant;
 pub use tokio_tungstenite::tungstenite::Message;
 
@@ -31,13 +33,13 @@ pub fn load_config(dir: &Path) -> Result<Snapshot, ConfigError> {
     crate::config::load(dir)
 }
 
-/// How a request path is routed, as `server/dispatch.rs` and `tenancy/handle.rs` decide it:
+/// How a request path is routed, as `server/dispatch.rs` and `tenancy/http/handle.rs` decide it:
 /// `None` when it is refused as ambiguous, else the route-table entry.
 pub fn route(method: &Method, path: &str) -> Option<Route> {
     if crate::tenancy::paths::is_ambiguous_request_path(path) {
         return None;
     }
-    Some(crate::tenancy::routes::classify(method, path))
+    Some(crate::tenancy::route_table::classify(method, path))
 }
 
 /// The path normalisers: a client path fragment, one taken from a URL, a single file name.
@@ -82,24 +84,30 @@ pub fn issue_own_token(keys: &Keys, user: &str, kind: TokenKind) -> Option<Strin
 
 /// An identity provider's token, checked against `[auth.external_jwt]` of `snap`.
 pub fn verify_external_token(snap: &Snapshot, token: &str) -> Option<(String, u64)> {
-    crate::auth::external::verify(snap.external_jwt.as_ref()?, token)
+    let ext = snap.external_jwt.as_ref()?;
+    crate::auth::external::verify(ext, ext.jwks.as_deref()?, token)
 }
 
-/// The daemon's shared state for a loaded configuration, without listeners, signals or tasks.
+/// The daemon's shared state for a loaded configuration, without listeners, signals or tasks
+/// (built as `daemon.rs` builds it).
+#[allow(clippy::expect_used)] // a harness, not a request path
 pub fn app(snap: Snapshot) -> Arc<App> {
     let state_dir = snap.files.state_dir.clone();
     let (_tx, shutdown) = tokio::sync::watch::channel(false);
     let secret = Secret::from_bytes(vec![7; 32]);
     Arc::new(App {
         keys: Keys::new(&secret, &[]),
-        passwords: Passwords::new(1, crate::app::HASH_QUEUE_WAIT),
+        passwords: Passwords::new(1, crate::app::HASH_QUEUE_WAIT)
+            .expect("the password hasher starts"),
         basic_cache: crate::auth::basic::BasicCache::new(&secret.bytes),
+        tickets: crate::auth::second_factor::Tickets::new(&secret.bytes),
         sessions: SessionTable::open(&state_dir),
         counters: Counters::default(),
-        tenancy: crate::tenancy::Tenancy::new(&state_dir),
+        tenancy: Arc::new(crate::tenancy::Tenancy::new(&state_dir)),
         lockout: crate::guard::lockout::Lockout::open(&state_dir),
         connections: Default::default(),
         setup: Default::default(),
+        oidc: Default::default(),
         shutdown,
         config: Arc::new(ConfigStore::new(snap)),
     })
@@ -124,9 +132,9 @@ pub async fn rebuild_upload(
     let mp = multer::Multipart::with_constraints(
         stream,
         boundary,
-        crate::tenancy::files::upload_constraints(),
+        crate::tenancy::http::files::upload_constraints(),
     );
-    let (tx, mut rx): (crate::tenancy::files::Tx, _) = tokio::sync::mpsc::channel(8);
+    let (tx, mut rx): (crate::tenancy::http::files::Tx, _) = tokio::sync::mpsc::channel(8);
     let drain = tokio::spawn(async move {
         let mut out = Vec::new();
         while let Some(frame) = rx.recv().await {
@@ -141,18 +149,13 @@ pub async fn rebuild_upload(
         }
         Ok(out)
     });
-    let pumped = crate::tenancy::files::pump(mp, &tx, out_boundary, tenant, mask).await;
+    let pumped = crate::tenancy::http::files::pump(mp, &tx, out_boundary, tenant, mask).await;
     drop(tx);
     let out = drain.await.map_err(|e| e.to_string())??;
-    pumped.map(|_| out)
+    pumped.map(|_| out).map_err(|e| e.to_string())
 }
 
 /// The query parameters of `/view` (first occurrence wins), as its handler reads them.
 pub fn view_params(query: Option<&str>) -> std::collections::HashMap<String, String> {
-    crate::tenancy::files::first_params(query)
-}
-
-/// Forgets which prompt runs now, so each fuzz input starts from the same state.
-pub fn forget_running(app: &App) {
-    app.tenancy.live.set_running(None);
+    crate::tenancy::http::files::first_params(query)
 }

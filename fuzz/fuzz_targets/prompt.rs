@@ -9,7 +9,8 @@
 #![no_main]
 use arbitrary::{Arbitrary, Unstructured};
 use comfy_warden::fuzz_api::{
-    Catalog, Kind, NodeRule, NodeRules, OWNER_INPUT, PromptCtx, path_from_upstream, rewrite, strip,
+    Catalog, Kind, NodeRule, NodeRules, OWNER_INPUT, PromptCaller, path_from_upstream, rewrite,
+    strip,
 };
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value, json};
@@ -212,7 +213,7 @@ fn main_fuzz(data: &[u8]) -> arbitrary::Result<()> {
     };
 
     let owns = |_: Kind, _: &str, _: &str| false;
-    let ctx = PromptCtx {
+    let ctx = PromptCaller {
         ns: NS,
         owner_tag: TAG,
         catalog: &catalog,

@@ -10,7 +10,7 @@
 //! preview (1, 3) or a type-4 frame of one of the user's prompts.
 #![no_main]
 use bytes::Bytes;
-use comfy_warden::fuzz_api::{self, Message, SocketFilter};
+use comfy_warden::fuzz_api::{self, Message, SocketFilter, Upstream};
 use comfy_warden_fuzz::{app, runtime, tenant};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
@@ -49,6 +49,14 @@ fn binary(ty: u8, payload: &[u8]) -> Bytes {
     Bytes::from(f)
 }
 
+/// The frame the client gets, if any.
+async fn forwarded(filter: &mut SocketFilter, msg: Message) -> Option<Message> {
+    match filter.upstream_frame(msg).await {
+        Upstream::Forward(out) => Some(out),
+        Upstream::Drop(..) => None,
+    }
+}
+
 fn type4_prompt(b: &[u8]) -> Option<String> {
     let len = u32::from_be_bytes(b.get(4..8)?.try_into().ok()?) as usize;
     let meta: Value = serde_json::from_slice(b.get(8..8usize.checked_add(len)?)?).ok()?;
@@ -66,8 +74,8 @@ fuzz_target!(|data: &[u8]| {
     };
     let admin = flags & 1 != 0;
     let t = tenant(admin);
-    fuzz_api::forget_running(app());
-    let mut filter = SocketFilter::new(t.clone());
+    // A fresh filter per input: it follows only the events of its own stream.
+    let mut filter = SocketFilter::new(t.clone(), app().config.clone());
     runtime().block_on(async {
         for line in frames.split(|b| *b == b'\n') {
             let Some((&kind, rest)) = line.split_first() else {
@@ -83,7 +91,7 @@ fuzz_target!(|data: &[u8]| {
                     let Ok(s) = std::str::from_utf8(rest) else {
                         continue;
                     };
-                    let out = filter.upstream_frame(Message::Text(s.into())).await;
+                    let out = forwarded(&mut filter, Message::Text(s.into())).await;
                     if admin {
                         continue;
                     }
@@ -107,7 +115,7 @@ fuzz_target!(|data: &[u8]| {
                         continue;
                     };
                     let frame = binary(ty, payload);
-                    let out = filter.upstream_frame(Message::Binary(frame.clone())).await;
+                    let out = forwarded(&mut filter, Message::Binary(frame.clone())).await;
                     if admin || out.is_none() {
                         continue;
                     }

@@ -104,7 +104,7 @@ pub fn user(name: &str) -> Arc<User> {
 
 /// alice (a plain user, namespace [`ALICE_NS`]) or root (an admin who sees everything).
 pub fn tenant(admin: bool) -> Tenant {
-    Tenant::new(app(), &user(if admin { "root" } else { "alice" }))
+    Tenant::new(&app().tenancy, &user(if admin { "root" } else { "alice" }))
 }
 
 /// One single-threaded runtime per process, with I/O and timers.
