@@ -70,7 +70,11 @@ pub fn cookie_name(tls: bool) -> &'static str {
 
 /// The value of the session cookie, if the request carries one.
 pub fn session_cookie(headers: &HeaderMap, tls: bool) -> Option<String> {
-    let name = cookie_name(tls);
+    cookie_value(headers, cookie_name(tls))
+}
+
+/// The value of the cookie `name`, if the request carries one.
+pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(http::header::COOKIE)
         .iter()

@@ -185,15 +185,7 @@ async fn start(
 }
 
 fn flow_cookie(req: &Request<Incoming>, tls: bool) -> Option<String> {
-    let name = flow_cookie_name(tls);
-    req.headers()
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| cookie::Cookie::split_parse(v.to_owned()))
-        .filter_map(Result::ok)
-        .find(|c| c.name() == name)
-        .map(|c| c.value().to_owned())
+    identity::cookie_value(req.headers(), flow_cookie_name(tls))
 }
 
 /// Short, printable, or nothing: what the provider says is shown and logged only like this.
