@@ -145,6 +145,10 @@ pub fn still_valid(id: &Identity, snap: &Snapshot, sessions: &SessionTable) -> b
     if user.disabled || user.token_version != id.user.token_version {
         return false;
     }
+    // A role requires a second factor the user no longer has (reset): nothing until they do.
+    if super::second_factor::missing_required(&snap.files.state_dir, user) {
+        return false;
+    }
     match &id.claims {
         Some(c) => !sessions.is_revoked(&c.jti) && c.ver == user.token_version,
         None => user.password_hash == id.user.password_hash,

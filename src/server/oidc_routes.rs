@@ -341,6 +341,10 @@ async fn finish(
                 oidc::Refusal::Disabled => {
                     format!("The account {name} is disabled here. Ask your administrator.")
                 }
+                oidc::Refusal::SecondFactor => format!(
+                    "The account {name} signs in here with a password and a second factor. Use the sign-in form instead of {}.",
+                    cfg.display_name
+                ),
                 _ => format!(
                     "The account {name} cannot sign in here with {}. Ask your administrator.",
                     cfg.display_name

@@ -542,3 +542,24 @@ async fn bearer_tokens_of_the_provider_use_its_discovered_keys() {
     .await;
     assert_eq!(m.status, 401);
 }
+
+/// comfy-warden's second factor is asked for only by its own sign-in form, so an account whose
+/// role requires one is refused here rather than let in around it (fail closed).
+#[tokio::test]
+async fn accounts_with_comfy_wardens_second_factor_are_refused() {
+    let d = Double::start().await;
+    let port = free_port();
+    let p = Provider::start(port);
+    let base = base_oidc(&p.issuer, &p.ca_file);
+    // alice's group maps to `user`, and this roles.toml makes `user` require TOTP.
+    let cfg = base_config(&d, port)
+        .totp_role("user", &["run", "settings"])
+        .auth(|a| a.oidc(base));
+    let w = start_warden(&cfg, "test-client-secret");
+    let s = Setup { _d: d, p, w, cfg };
+    let mark = s.w.log_len();
+    let r = sign_in(&s, "alice", "/").await;
+    assert_refused(&r, 403, "a password and a second factor");
+    assert!(s.w.wait_log("oidc_refused", mark));
+    assert!(s.w.log().contains("second factor"));
+}

@@ -43,6 +43,9 @@ pub enum Refusal {
     NamespaceTaken,
     /// Neither users.toml, nor a mapped group, nor `default_roles` gives a role.
     NoRole,
+    /// The account signs in with comfy-warden's second factor (it has one, or a role requires
+    /// one), which single sign-on does not ask for: fail closed, use the sign-in form.
+    SecondFactor,
 }
 
 impl Refusal {
@@ -53,6 +56,7 @@ impl Refusal {
             Refusal::Disabled => "the user is disabled",
             Refusal::NamespaceTaken => "the name belongs to a configured user",
             Refusal::NoRole => "no role",
+            Refusal::SecondFactor => "the account signs in with comfy-warden's second factor",
         }
     }
 }
@@ -124,6 +128,17 @@ pub fn session_user(snap: &Snapshot, name: &str, groups: &[String]) -> Result<Ar
         .fold(PermSet::EMPTY, PermSet::union);
     if roles.is_empty() || permissions == PermSet::EMPTY {
         return Err(Refusal::NoRole);
+    }
+    // comfy-warden's second factor is asked for only by its own sign-in form: an account that
+    // has one, or whose roles require one, may not get in around it through the provider.
+    let requires = listed.is_some_and(|u| u.require_totp || u.totp_secret.is_some())
+        || roles.iter().any(|r| snap.roles.requires_totp(r))
+        || !matches!(
+            super::second_factor::load(&snap.files.state_dir, name),
+            Ok(None) | Ok(Some(super::second_factor::Record { secret: None, .. }))
+        );
+    if requires {
+        return Err(Refusal::SecondFactor);
     }
     let user = match listed {
         Some(u) => User {
